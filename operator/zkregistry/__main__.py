@@ -1,0 +1,3 @@
+from zkregistry.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""The operator process (`zkregistry run`): wires the parts together and runs them until told to stop.
+
+Threads: kopf with its own event loop feeds the inventory; the controller writes ZooKeeper; the
+reporter writes Kubernetes; kazoo has its own. On SIGTERM a leader hands over gracefully: it stops
+writing, leaves the election so that a successor is elected at once, and keeps its session open
+until the successor owns every registration (or `handover_timeout` passes), so that clients
+watching a service never see a member disappear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+
+import kopf
+from kazoo.protocol.states import KazooState
+
+from zkregistry import handlers, kube, logs, metrics, zk
+from zkregistry.config import Settings
+from zkregistry.controller import Controller
+from zkregistry.election import Election
+from zkregistry.inventory import Inventory
+from zkregistry.membership import Membership
+from zkregistry.reporter import Reporter
+from zkregistry.writer import Writer
+
+log = logging.getLogger("zkregistry")
+
+
+class Operator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()  # every thread ends when it is set
+        self.paused = threading.Event()  # set at the start of a handover: write nothing more
+        self.client = zk.client(settings)
+        acl = zk.acl(settings)
+        self.inventory = Inventory(on_change=lambda keys: self.controller.registries_changed(keys))
+        self.membership = Membership(self.client, on_change=lambda path: self.controller.path_changed(path))
+        self.election = Election(
+            self.client, settings.election_path, settings.identity, on_change=self._leadership_changed, acl=acl
+        )
+        self.controller = Controller(
+            self.client,
+            self.inventory,
+            self.membership,
+            Writer(self.client, self.membership, acl=acl),
+            self.election,
+            owner=settings.owner_id,
+            paused=self.paused,
+            resync_seconds=settings.resync_seconds,
+            on_reconciled=lambda keys: self.reporter.changed(keys),
+        )
+        self.kube = kube.Kube()
+        self.reporter = Reporter(
+            self.client, self.inventory, self.membership, self.election, self.kube, settings.owner_id, self.paused
+        )
+        self._threads: list[threading.Thread] = []
+
+    def _leadership_changed(self) -> None:
+        metrics.LEADER.set(1 if self.election.writable else 0)
+        metrics.ZK_CONNECTED.set(1 if self.election.connected else 0)
+        if self.election.writable:
+            self.controller.resync()  # take over: plan every path against what is really there
+        self.reporter.changed(r.key for r in self.inventory.registries())
+
+    def _connection_changed(self, state: str) -> None:
+        if state == KazooState.CONNECTED:
+            # A new session has lost its watches; an old one may have missed changes.
+            self.client.handler.spawn(self._after_connect)
+
+    def _after_connect(self) -> None:
+        self.membership.refresh_all()
+        self.controller.resync()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.add_listener(self._connection_changed)
+        self.client.start_async()
+        self._spawn("kopf", self._run_kopf)
+        self._spawn("controller", self.controller.run, self.stop)
+        self._spawn("reporter", self.reporter.run, self.stop)
+        self._spawn("election", self._join_when_ready)
+        if self.settings.http_port:
+            metrics.serve(self.settings.http_port, healthy=self.healthy, ready=self.ready)
+
+    def _spawn(self, name: str, target, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _join_when_ready(self) -> None:
+        # A replica with an incomplete inventory must never lead: it would delete what it has not
+        # seen yet. So it joins the election only once kopf has listed every kind.
+        while not self.stop.is_set() and not self.inventory.synced.wait(0.5):
+            pass
+        while not self.stop.is_set():
+            if self.client.connected:
+                try:
+                    self.election.join()
+                    log.info("joined the election as %s", self.settings.identity)
+                    return
+                except Exception as error:  # connection dropped in between: try again
+                    log.warning("could not join the election yet: %s", error)
+            self.stop.wait(0.5)
+
+    def _run_kopf(self) -> None:
+        asyncio.run(
+            kopf.operator(
+                registry=handlers.registry_for(self.inventory),
+                standalone=True,
+                clusterwide=not self.settings.namespaces,
+                namespaces=list(self.settings.namespaces),
+                stop_flag=self.stop,
+            )
+        )
+
+    def healthy(self) -> bool:
+        return all(t.is_alive() for t in self._threads if t.name != "election")
+
+    def ready(self) -> bool:
+        return self.inventory.synced.is_set() and self.client.connected
+
+    def shutdown(self) -> None:
+        """Graceful stop: hand over leadership without a gap, then stop everything."""
+        self.paused.set()
+        was_leader = self.election.leader
+        successors = self.election.others()
+        self.election.leave()
+        if was_leader and successors:
+            deadline = time.monotonic() + self.settings.handover_timeout
+            log.info("handing over to the next replica (up to %.0f s)", self.settings.handover_timeout)
+            while time.monotonic() < deadline:
+                left = self.controller.own_registrations()
+                if left == 0:
+                    log.info("handover complete")
+                    break
+                time.sleep(0.1)
+            else:
+                log.warning("handover deadline passed; %d registrations go with this session", left)
+        self.stop.set()
+        self.client.stop()
+        self.client.close()
+
+
+def run(settings: Settings) -> int:
+    logs.configure(settings.log_format, settings.log_level)
+    kube.load_config()
+    operator = Operator(settings)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    operator.start()
+    log.info(
+        "zkregistry %s started (owner %s, ZooKeeper %s)",
+        settings.identity, settings.owner_id, settings.connection_string,
+    )
+    while not stopping.wait(0.5):
+        if not operator.healthy():
+            log.error("a worker thread died; exiting so that the replica is restarted")
+            operator.shutdown()
+            return 1
+    operator.shutdown()
+    return 0

@@ -1,0 +1,195 @@
+"""The controller: keeps each service path in ZooKeeper equal to what Kubernetes says it should be.
+
+One reconcile of a path is four steps, as in external-dns's controller: what is desired (from the
+inventory), what is there (from the membership mirror), `plan.calculate`, and `Writer.apply`. It
+runs on its own thread, woken by the inventory (a pod, ReplicaSet, Deployment or registry
+changed), by the membership (a znode changed), by the election (leadership gained), and by a
+periodic full resync that repairs whatever a missed event or an out-of-band change broke. Every
+replica keeps its mirror warm; only the leader plans and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from kazoo.client import KazooClient
+
+from zkregistry import formats, metrics
+from zkregistry.election import Election
+from zkregistry.formats import Codec
+from zkregistry.inventory import Inventory
+from zkregistry.membership import Membership
+from zkregistry.model import Instance, Key
+from zkregistry.plan import Wanted, calculate, is_ours
+from zkregistry.writer import Writer
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3  # plans per wake-up for a path whose writes were refused as stale
+
+
+class Controller:
+    def __init__(
+        self,
+        client: KazooClient,
+        inventory: Inventory,
+        membership: Membership,
+        writer: Writer,
+        election: Election,
+        owner: str,
+        paused: threading.Event,
+        resync_seconds: float = 30.0,
+        on_reconciled: Callable[[Iterable[Key]], None] = lambda keys: None,
+    ) -> None:
+        self.client = client
+        self.inventory = inventory
+        self.membership = membership
+        self.writer = writer
+        self.election = election
+        self.owner = owner
+        self.resync_seconds = resync_seconds
+        self.on_reconciled = on_reconciled
+        self.paused = paused  # set during a graceful handover: never write again
+        self._dirty: set[str] = set()
+        self._wake = threading.Condition()
+        self._paths: dict[Key, str] = {}  # the last path of each registry, to clean up after it
+        self._codecs: dict[str, Codec] = {}
+        self._encoded: dict[str, tuple[str, dict[str, tuple[Instance, Wanted]]]] = {}  # path -> (format, cache)
+        self._ensured: set[tuple[int, str]] = set()  # (session, path) whose parents exist
+        self._full = True
+
+    # -- wake-ups (any thread) --------------------------------------------------------------
+
+    def registries_changed(self, keys: Iterable[Key]) -> None:
+        paths = set()
+        for key in keys:
+            registry = self.inventory.registry(key)
+            if registry is not None:
+                paths.add(registry.service_path)
+            if key in self._paths:
+                paths.add(self._paths[key])
+        self._mark(paths)
+
+    def path_changed(self, path: str) -> None:
+        self._mark({path})
+
+    def resync(self) -> None:
+        """Plan every path at the next wake-up (leadership gained, session renewed)."""
+        with self._wake:
+            self._full = True
+            self._wake.notify()
+
+    def _mark(self, paths: set[str]) -> None:
+        if paths:
+            with self._wake:
+                self._dirty |= paths
+                self._wake.notify()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self.inventory.synced.wait()
+        next_resync = time.monotonic() + self.resync_seconds
+        while not stop.is_set():
+            with self._wake:
+                timeout = max(0.0, next_resync - time.monotonic())
+                if not self._dirty and not self._full:
+                    self._wake.wait(timeout)
+                full = self._full or time.monotonic() >= next_resync
+                paths, self._dirty, self._full = self._dirty, set(), False
+            if stop.is_set():
+                break
+            if full:
+                next_resync = time.monotonic() + self.resync_seconds
+                paths |= self._all_paths()
+                self.membership.refresh_all()
+            for path in sorted(paths):
+                try:
+                    self.reconcile(path)
+                except Exception:
+                    metrics.RECONCILE_ERRORS.inc()
+                    log.exception("reconcile of %s failed; retrying at the next wake-up", path)
+                    self._mark({path})
+                    stop.wait(1.0)
+
+    def _all_paths(self) -> set[str]:
+        return {r.service_path for r in self.inventory.registries()} | set(self._paths.values())
+
+    def reconcile(self, path: str) -> None:
+        """Make `path` hold exactly the desired registrations, if this replica may write."""
+        registry = self.inventory.owner_of_path(path)
+        claimants = [r for r in self.inventory.registries() if r.service_path == path]
+        for r in claimants:
+            self._paths[r.key] = path
+        if registry is not None:
+            self._codecs[path] = formats.codec(registry.format)
+        codec = self._codecs.get(path)
+        if codec is None:
+            return
+        self.membership.watch(path, codec)
+
+        instances = self.inventory.desired(registry)[0] if registry is not None else {}
+        desired = self._encode(path, codec, instances)
+        if self.election.writable and not self.paused.is_set():
+            self._write(path, desired)
+        if registry is None and not any(is_ours(n, self.owner) for n in self.membership.snapshot(path).values()):
+            self._forget(path)
+        self.on_reconciled(r.key for r in claimants)
+
+    def _write(self, path: str, desired: dict[str, Wanted]) -> None:
+        session = self.client.client_id[0] if self.client.client_id else 0
+        if (session, path) not in self._ensured and desired:
+            self.client.ensure_path(path, acl=self.writer.acl)
+            self._ensured.add((session, path))
+        for _ in range(ATTEMPTS):
+            plan = calculate(desired, self.membership.snapshot(path), self.owner, session)
+            if plan.conflicts:
+                log.warning("%s: %d znodes held by another writer are left alone", path, len(plan.conflicts))
+            if not plan:
+                return
+            fence = self.election.node
+            if fence is None or not self.election.writable or self.paused.is_set():
+                return
+            started = time.perf_counter()
+            outcome = self.writer.apply(path, plan.ops, fence)
+            metrics.observe_write(outcome, time.perf_counter() - started)
+            if not outcome.failed:
+                return
+            self.membership.refresh(path)
+
+    def _encode(self, path: str, codec: Codec, instances: dict[str, Instance]) -> dict[str, Wanted]:
+        """Encoded registrations, re-encoding only instances that changed since the last time."""
+        format_, cache = self._encoded.get(path, (codec.name, {}))
+        if format_ != codec.name:
+            cache = {}
+        fresh: dict[str, tuple[Instance, Wanted]] = {}
+        for uid, instance in instances.items():
+            hit = cache.get(uid)
+            if hit is None or hit[0] != instance:
+                hit = (instance, Wanted(codec.node_name(instance), codec.encode(instance, self.owner), codec.sequential))
+            fresh[uid] = hit
+        self._encoded[path] = (codec.name, fresh)
+        return {uid: wanted for uid, (_, wanted) in fresh.items()}
+
+    def _forget(self, path: str) -> None:
+        self.membership.unwatch(path)
+        self._codecs.pop(path, None)
+        self._encoded.pop(path, None)
+        for key in [k for k, p in self._paths.items() if p == path]:
+            del self._paths[key]
+
+    # -- graceful handover ------------------------------------------------------------------
+
+    def own_registrations(self) -> int:
+        """How many znodes of ours this session still owns, read afresh from ZooKeeper."""
+        self.membership.refresh_all()
+        session = self.client.client_id[0] if self.client.client_id else 0
+        return sum(
+            1
+            for path in self.membership.paths()
+            for node in self.membership.snapshot(path).values()
+            if node.session == session and is_ours(node, self.owner)
+        )

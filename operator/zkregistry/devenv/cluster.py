@@ -1,0 +1,154 @@
+"""A real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler) with kwok's fake nodes, run as local processes by `kwokctl --runtime binary`.
+
+    cluster = Cluster(workdir, bin_dir)     # bin_dir: the folder tools/build.sh prints
+    cluster.start(nodes=3)
+    cluster.kubeconfig                      # a path
+    cluster.restart_apiserver(); cluster.pause_apiserver(); cluster.resume_apiserver()
+    cluster.stop()
+
+Everything binds 127.0.0.1; kwok makes scheduled pods Ready as a kubelet would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from zkregistry.devenv.processes import alive, terminate, wait_for
+
+NAME = "zkregistry"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+CONFIG = """\
+kind: KwokctlConfiguration
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+options:
+  bindAddress: 127.0.0.1
+  runtime: binary
+  disableQPSLimits: true
+"""
+
+
+@dataclass
+class Cluster:
+    workdir: Path
+    bin_dir: Path
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.bin_dir = Path(self.bin_dir)
+
+    @property
+    def _cluster_dir(self) -> Path:
+        return self.workdir / "kwok" / "clusters" / NAME
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KWOK_WORKDIR": str(self.workdir / "kwok"),
+            "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '')}",
+        }
+
+    def kwokctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [str(self.bin_dir / "kwokctl"), *args, "--name", NAME],
+            env=self._env(), capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"kwokctl {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True, text=True,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def running(self) -> bool:
+        return self.pid("kube-apiserver") is not None
+
+    def start(self, nodes: int = 3) -> None:
+        """Creates the cluster (or starts it again) and waits until it has Ready nodes."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "kwok.yaml"
+        config.write_text(CONFIG)
+        if self.running():
+            return
+        if self._cluster_dir.exists():
+            self.kwokctl("start", "cluster")
+        else:
+            b = self.bin_dir
+            self.kwokctl(
+                "create", "cluster", "--config", str(config),
+                "--kube-apiserver-binary", str(b / "kube-apiserver"),
+                "--kube-controller-manager-binary", str(b / "kube-controller-manager"),
+                "--kube-scheduler-binary", str(b / "kube-scheduler"),
+                "--etcd-binary", str(b / "etcd"),
+                "--kwok-controller-binary", str(b / "kwok"),
+                "--wait", "2m",
+            )
+            self.kwokctl("scale", "node", "--replicas", str(nodes))
+        self.kubeconfig.write_text(self.kwokctl("get", "kubeconfig"))
+        wait_for(self._nodes_ready, 60, "Ready nodes")
+        # The "default" ServiceAccount is made by the controller-manager; pods need it.
+        wait_for(lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+                 60, "the default ServiceAccount")
+
+    def _nodes_ready(self) -> bool:
+        out = self.kubectl("get", "nodes", "--no-headers", check=False).stdout
+        return bool(out.strip()) and all(" Ready " in f" {line} " for line in out.splitlines())
+
+    def pid(self, component: str) -> int | None:
+        try:
+            pid = int((self._cluster_dir / "pids" / f"{component}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if alive(pid) else None
+
+    def pause_apiserver(self) -> None:
+        os.kill(self._require("kube-apiserver"), signal.SIGSTOP)
+
+    def resume_apiserver(self) -> None:
+        os.kill(self._require("kube-apiserver"), signal.SIGCONT)
+
+    def restart_apiserver(self) -> None:
+        """Stops kube-apiserver and starts it again with the same command line."""
+        pid = self._require("kube-apiserver")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        terminate(pid)
+        log = open(self._cluster_dir / "logs" / "kube-apiserver.log", "ab")
+        process = subprocess.Popen(
+            [a.decode() for a in argv], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        (self._cluster_dir / "pids" / "kube-apiserver.pid").write_text(str(process.pid))
+        wait_for(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0, 60, "kube-apiserver")
+
+    def _require(self, component: str) -> int:
+        pid = self.pid(component)
+        if pid is None:
+            raise RuntimeError(f"{component} is not running")
+        return pid
+
+    def stop(self) -> None:
+        """Deletes the cluster and waits until none of its processes is left."""
+        pids = [p for p in (self.pid(c) for c in COMPONENTS) if p]
+        if self._cluster_dir.exists():
+            try:
+                self.kwokctl("delete", "cluster")
+            except RuntimeError:
+                pass
+        for pid in pids:
+            terminate(pid)

@@ -1,0 +1,72 @@
+"""kopf handlers: the only way Kubernetes objects reach zkregistry.
+
+Read-only by construction: `@kopf.index` (fed during kopf's initial listing and on every change)
+and `@kopf.on.event` (which sees deletions) store nothing on the objects, add no finalizers and
+return None, so kopf patches nothing. kopf holds every other handler back until all indexes have
+their initial listing; the event handler of our own CRD therefore marks the inventory complete.
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from zkregistry import api
+from zkregistry.inventory import Inventory
+from zkregistry.model import Deployment, Pod, Registry, key_of, replicaset_owner
+
+CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
+
+
+def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
+    """A kopf registry whose handlers feed `inventory`."""
+    handlers = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=handlers)
+    async def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+        settings.posting.enabled = False  # our Events are our own (kube.py); kopf's are noise
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.networking.request_timeout = 30
+        settings.execution.max_workers = 4
+
+    @kopf.on.login(registry=handlers)
+    def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)  # in-cluster ServiceAccount, else KUBECONFIG
+
+    @kopf.index("v1", "pods", registry=handlers)
+    async def pod(body: kopf.Body, **_: object) -> None:
+        inventory.put_pod(Pod.from_body(body))
+
+    @kopf.index("apps", "v1", "replicasets", registry=handlers)
+    async def replicaset(body: kopf.Body, **_: object) -> None:
+        inventory.put_replicaset(key_of(body), replicaset_owner(body))
+
+    @kopf.index("apps", "v1", "deployments", registry=handlers)
+    async def deployment(body: kopf.Body, **_: object) -> None:
+        inventory.put_deployment(Deployment.from_body(body))
+
+    @kopf.index(api.GROUP, api.VERSION, api.PLURAL, registry=handlers)
+    async def service_registry(body: kopf.Body, **_: object) -> None:
+        inventory.put_registry(Registry.from_body(body))
+
+    removals = {
+        ("v1", "pods"): inventory.remove_pod,
+        ("apps/v1", "replicasets"): inventory.remove_replicaset,
+        ("apps/v1", "deployments"): inventory.remove_deployment,
+        (f"{api.GROUP}/{api.VERSION}", api.PLURAL): inventory.remove_registry,
+    }
+    for (group_version, plural), remove in removals.items():
+
+        @kopf.on.event(group_version, plural, registry=handlers, id=f"removed-{plural}")
+        async def removed(type: str, body: kopf.Body, remove=remove, **_: object) -> None:
+            if type == "DELETED":
+                remove(key_of(body))
+
+    @kopf.on.event(
+        "apiextensions.k8s.io", "v1", "customresourcedefinitions",
+        field="metadata.name", value=CRD_NAME, registry=handlers,
+    )
+    async def synced(**_: object) -> None:
+        inventory.synced.set()
+
+    return handlers

@@ -1,0 +1,166 @@
+"""The inventory: every replica's in-memory view of the Kubernetes objects that matter.
+
+Fed by kopf (handlers.py) on kopf's thread, read by the controller on its own; one lock guards
+it. It keeps the small `model` records, not the objects, and the indexes that turn one pod event
+into the one registry it affects: pod -> ReplicaSet -> Deployment -> annotated registry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, desired_instances
+
+
+class Inventory:
+    def __init__(self, on_change: Callable[[Iterable[Key]], None] = lambda keys: None) -> None:
+        """`on_change(registry_keys)` is called after each change with the registries it affects."""
+        self.on_change = on_change
+        self.synced = threading.Event()  # set once kopf has listed every kind
+        self._lock = threading.Lock()
+        self._registries: dict[Key, Registry] = {}
+        self._deployments: dict[Key, Deployment] = {}
+        self._replicasets: dict[Key, str | None] = {}  # ReplicaSet -> its Deployment's name
+        self._pods: dict[Key, Pod] = {}
+        self._pods_by_rs: dict[Key, set[str]] = defaultdict(set)
+        self._rs_by_deployment: dict[Key, set[str]] = defaultdict(set)
+
+    # -- updates (kopf's thread) ------------------------------------------------------------
+
+    def put_registry(self, registry: Registry) -> None:
+        with self._lock:
+            old = self._registries.get(registry.key)
+            self._registries[registry.key] = registry
+            affected = self._claimants(registry.service_path) | {registry.key}
+            if old is not None and old.service_path != registry.service_path:
+                affected |= self._claimants(old.service_path)
+        self.on_change(affected)
+
+    def remove_registry(self, key: Key) -> None:
+        with self._lock:
+            old = self._registries.pop(key, None)
+            affected = {key} | (self._claimants(old.service_path) if old else set())
+        self.on_change(affected)
+
+    def put_deployment(self, deployment: Deployment) -> None:
+        with self._lock:
+            old = self._deployments.get(deployment.key)
+            if old == deployment:
+                return
+            self._deployments[deployment.key] = deployment
+        self.on_change(_registry_keys(old, deployment))
+
+    def remove_deployment(self, key: Key) -> None:
+        with self._lock:
+            old = self._deployments.pop(key, None)
+        self.on_change(_registry_keys(old))
+
+    def put_replicaset(self, key: Key, deployment: str | None) -> None:
+        with self._lock:
+            old = self._replicasets.get(key, ...)
+            if old == deployment:
+                return
+            self._replicasets[key] = deployment
+            if isinstance(old, str):
+                self._rs_by_deployment[(key[0], old)].discard(key[1])
+            if deployment is not None:
+                self._rs_by_deployment[(key[0], deployment)].add(key[1])
+            affected = self._registries_of_deployments(key[0], {old, deployment})
+        self.on_change(affected)
+
+    def remove_replicaset(self, key: Key) -> None:
+        with self._lock:
+            old = self._replicasets.pop(key, None)
+            if old is not None:
+                self._rs_by_deployment[(key[0], old)].discard(key[1])
+            affected = self._registries_of_deployments(key[0], {old})
+        self.on_change(affected)
+
+    def put_pod(self, pod: Pod) -> None:
+        with self._lock:
+            old = self._pods.get(pod.key)
+            if old == pod:
+                return
+            self._pods[pod.key] = pod
+            if old is not None and old.replicaset != pod.replicaset and old.replicaset:
+                self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
+            if pod.replicaset:
+                self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
+            affected = self._registries_of_pods(old, pod)
+        self.on_change(affected)
+
+    def remove_pod(self, key: Key) -> None:
+        with self._lock:
+            old = self._pods.pop(key, None)
+            if old is not None and old.replicaset:
+                self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
+            affected = self._registries_of_pods(old)
+        self.on_change(affected)
+
+    # -- queries (the controller's thread) --------------------------------------------------
+
+    def registry(self, key: Key) -> Registry | None:
+        with self._lock:
+            return self._registries.get(key)
+
+    def registries(self) -> list[Registry]:
+        with self._lock:
+            return list(self._registries.values())
+
+    def deployment(self, key: Key) -> Deployment | None:
+        with self._lock:
+            return self._deployments.get(key)
+
+    def owner_of_path(self, path: str) -> Registry | None:
+        """Of the registries that claim `path`, the one that has it: the oldest, then by name."""
+        with self._lock:
+            claimants = [self._registries[k] for k in self._claimants(path)]
+        claimants = [r for r in claimants if not r.deleting] or claimants
+        return min(claimants, key=lambda r: (r.created, r.namespace, r.name), default=None)
+
+    def desired(self, registry: Registry) -> tuple[dict[str, Instance], list[Problem]]:
+        with self._lock:
+            deployments = [
+                d for d in self._deployments.values()
+                if d.namespace == registry.namespace and d.registry == registry.name
+            ]
+            pods_of = {
+                d.name: [
+                    self._pods[(d.namespace, pod)]
+                    for rs in self._rs_by_deployment.get(d.key, ())
+                    for pod in self._pods_by_rs.get((d.namespace, rs), ())
+                ]
+                for d in deployments
+            }
+        return desired_instances(registry, deployments, pods_of)
+
+    def orphaned_deployments(self) -> list[Deployment]:
+        """Deployments annotated for a registry that does not exist in their namespace."""
+        with self._lock:
+            return [
+                d for d in self._deployments.values()
+                if d.registry and (d.namespace, d.registry) not in self._registries
+            ]
+
+    # -- index helpers (lock held) ----------------------------------------------------------
+
+    def _claimants(self, path: str) -> set[Key]:
+        return {k for k, r in self._registries.items() if r.service_path == path}
+
+    def _registries_of_deployments(self, namespace: str, names: Iterable[object]) -> set[Key]:
+        deployments = (self._deployments.get((namespace, n)) for n in names if isinstance(n, str))
+        return _registry_keys(*deployments)
+
+    def _registries_of_pods(self, *pods: Pod | None) -> set[Key]:
+        names = {
+            self._replicasets.get((p.namespace, p.replicaset))
+            for p in pods if p is not None and p.replicaset
+        }
+        namespace = next(p.namespace for p in pods if p is not None) if any(pods) else ""
+        return self._registries_of_deployments(namespace, names)
+
+
+def _registry_keys(*deployments: Deployment | None) -> set[Key]:
+    return {(d.namespace, d.registry) for d in deployments if d is not None and d.registry}

@@ -1,0 +1,78 @@
+"""Writes to the Kubernetes API: ServiceRegistry status and finalizers, and Events.
+
+These are the only writes zkregistry makes to Kubernetes. Pods, ReplicaSets and Deployments are
+only ever the subject of an Event, never patched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+from zkregistry import api
+from zkregistry.model import Key, Registry
+
+log = logging.getLogger(__name__)
+
+
+def load_config() -> None:
+    """In a pod, the ServiceAccount's credentials; elsewhere, KUBECONFIG or ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    def __init__(self, component: str = "zkregistry") -> None:
+        client = kubernetes.client.ApiClient()
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.component = component
+        self.host = os.environ.get("POD_NAME") or socket.gethostname()
+
+    def patch_status(self, registry: Registry, status: dict) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            api.GROUP, api.VERSION, registry.namespace, api.PLURAL, registry.name, {"status": status}
+        )
+
+    def set_finalizers(self, registry: Registry, finalizers: list[str]) -> None:
+        """Replaces the finalizer list, guarded by the uid so that a re-created object is not hit."""
+        body = {"metadata": {"uid": registry.uid, "finalizers": finalizers}}
+        try:
+            self.custom.patch_namespaced_custom_object(
+                api.GROUP, api.VERSION, registry.namespace, api.PLURAL, registry.name, body
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
+    def event(self, kind: str, key: Key, uid: str, type_: str, reason: str, message: str) -> None:
+        """Posts a core/v1 Event about an object (`kind` is "Deployment" or "ServiceRegistry")."""
+        namespace, name = key
+        api_version = "apps/v1" if kind == "Deployment" else f"{api.GROUP}/{api.VERSION}"
+        now = dt.datetime.now(dt.timezone.utc)
+        body = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=api_version, kind=kind, name=name, namespace=namespace, uid=uid
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kubernetes.client.V1EventSource(component=self.component, host=self.host),
+            reporting_component=self.component,
+            reporting_instance=self.host,
+        )
+        try:
+            self.core.create_namespaced_event(namespace, body)
+        except ApiException as error:  # an Event is best effort; never let it stop the work
+            log.warning("could not post event %s on %s %s/%s: %s", reason, kind, namespace, name, error.reason)

@@ -1,0 +1,53 @@
+"""Prometheus metrics, and the HTTP endpoint that serves them with the health probes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+REGISTRATIONS = Gauge("zkregistry_registrations", "znodes of ours under the registry's path", ["namespace", "registry"])
+LEADER = Gauge("zkregistry_leader", "1 while this replica is the leader and may write")
+ZK_CONNECTED = Gauge("zkregistry_zookeeper_connected", "1 while the ZooKeeper connection is up")
+READY_TO_REGISTERED = Histogram(
+    "zkregistry_ready_to_registered_seconds",
+    "from the pod's readiness being seen to its znode being created",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RECONCILE_ERRORS = Counter("zkregistry_reconcile_errors_total", "reconciles or status reports that failed")
+ZK_OPERATIONS = Counter("zkregistry_zookeeper_operations_total", "ZooKeeper operations sent in transactions")
+REFUSED = Counter("zkregistry_refused_transactions_total", "transactions refused as stale or unfenced")
+
+
+def observe_write(outcome, seconds: float) -> None:
+    ZK_OPERATIONS.inc(outcome.zk_ops)
+    if outcome.failed:
+        REFUSED.inc()
+
+
+def serve(port: int, healthy: Callable[[], bool], ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    """Serves /metrics, /healthz (the process works) and /readyz (synced and connected)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the name is http.server's)
+            if self.path == "/metrics":
+                body, code, kind = generate_latest(), 200, CONTENT_TYPE_LATEST
+            elif self.path in ("/healthz", "/readyz"):
+                ok = healthy() if self.path == "/healthz" else ready()
+                body, code, kind = (b"ok\n" if ok else b"not ok\n"), (200 if ok else 503), "text/plain"
+            else:
+                body, code, kind = b"not found\n", 404, "text/plain"
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

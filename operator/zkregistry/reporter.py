@@ -1,0 +1,179 @@
+"""The reporter: tells Kubernetes what is in ZooKeeper. Leader only.
+
+On its own thread, so that a slow API server never delays a ZooKeeper write, it keeps each
+ServiceRegistry's status equal to `status.compute` of what the membership mirror shows, manages
+the finalizer on our own ServiceRegistry objects, and posts Warning Events on Deployments whose
+opt-in cannot be honoured. Status is patched only when it differs from the object's current one,
+so a new leader also repairs whatever a deposed one wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from kazoo.client import KazooClient
+
+from zkregistry import api, metrics, status
+from zkregistry.election import Election
+from zkregistry.inventory import Inventory
+from zkregistry.kube import Kube
+from zkregistry.membership import Membership
+from zkregistry.model import Key, Problem, Registry
+from zkregistry.plan import is_ours
+
+log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 0.1  # gather the changes of one burst into one status write
+
+
+class Reporter:
+    def __init__(
+        self,
+        client: KazooClient,
+        inventory: Inventory,
+        membership: Membership,
+        election: Election,
+        kube: Kube,
+        owner: str,
+        paused: threading.Event,
+    ) -> None:
+        self.client = client
+        self.inventory = inventory
+        self.membership = membership
+        self.election = election
+        self.kube = kube
+        self.owner = owner
+        self.paused = paused
+        self._dirty: set[Key] = set()
+        self._wake = threading.Condition()
+        self._warned: dict[Key, str] = {}  # Deployment -> the message of its last Warning
+        self._scopes: dict[object, set[Key]] = {}  # check -> the Deployments it found wrong
+        self._leaders: dict[Key, str] = {}  # registry -> the leader we last reported
+
+    def changed(self, keys: Iterable[Key]) -> None:
+        with self._wake:
+            self._dirty |= set(keys)
+            self._wake.notify()
+
+    def run(self, stop: threading.Event, period: float = 10.0) -> None:
+        self.inventory.synced.wait()
+        while not stop.is_set():
+            with self._wake:
+                if not self._dirty:
+                    self._wake.wait(period)
+            stop.wait(SETTLE_SECONDS)
+            with self._wake:
+                keys, self._dirty = self._dirty, set()
+            if not self._may_write():
+                continue
+            keys |= {r.key for r in self.inventory.registries()} if not keys else set()
+            try:
+                self.report(keys)
+            except Exception:
+                metrics.RECONCILE_ERRORS.inc()
+                log.exception("status report failed; retrying")
+                self.changed(keys)
+                stop.wait(1.0)
+
+    def _may_write(self) -> bool:
+        """Only the leader writes; while ZooKeeper is unreachable it may still say so."""
+        if self.paused.is_set() or not self.election.leader:
+            return False
+        if not self.election.connected:
+            return True
+        node = self.election.node
+        # Fencing for Kubernetes writes: our election znode must still exist.
+        return node is not None and self.client.exists(node) is not None
+
+    def report(self, keys: Iterable[Key]) -> None:
+        for key in sorted(keys):
+            registry = self.inventory.registry(key)
+            if registry is not None:
+                self._report_registry(registry)
+        self._warn_orphans()
+
+    def _report_registry(self, registry: Registry) -> None:
+        owner_of_path = self.inventory.owner_of_path(registry.service_path)
+        conflict = owner_of_path if owner_of_path is not None and owner_of_path.key != registry.key else None
+        nodes = self.membership.snapshot(registry.service_path)
+        if conflict is None:
+            instances, problems = self.inventory.desired(registry)
+        else:
+            instances, problems = {}, []
+        self._warn(registry.key, problems, registry)
+
+        if registry.deleting:
+            ours_left = conflict is None and any(is_ours(n, self.owner) for n in nodes.values())
+            if not ours_left and api.FINALIZER in registry.finalizers:
+                self.kube.set_finalizers(registry, [f for f in registry.finalizers if f != api.FINALIZER])
+            return
+        if api.FINALIZER not in registry.finalizers:
+            self.kube.set_finalizers(registry, [*registry.finalizers, api.FINALIZER])
+
+        observation = status.Observation(
+            registry=registry,
+            nodes=nodes,
+            ready_pods=len(instances),
+            owner=self.owner,
+            leader=self.election.identifier,
+            zookeeper_ok=self.election.connected,
+            conflict_with=conflict,
+            problems=problems,
+        )
+        previous = registry.status
+        new = status.compute(observation, status.now(), previous)
+        metrics.REGISTRATIONS.labels(registry.namespace, registry.name).set(
+            sum(1 for n in nodes.values() if is_ours(n, self.owner))
+        )
+        if _without_times(new) != _without_times(previous):
+            self.kube.patch_status(registry, new)
+        if self._leaders.get(registry.key) != self.election.identifier:
+            was = previous.get("leader")
+            if was != self.election.identifier:
+                self.kube.event(
+                    api.KIND, registry.key, registry.uid, "Normal", "LeaderElected",
+                    f"replica {self.election.identifier} now writes this registry's members"
+                    + (f" (was {was})" if was else ""),
+                )
+            self._leaders[registry.key] = self.election.identifier
+
+    def _warn(self, scope: object, problems: Iterable[Problem], registry: Registry | None = None) -> None:
+        """Posts one Warning per Deployment and message; `scope` groups the problems found by
+        one check, so that a Deployment that was fixed is warned again if it breaks again."""
+        problems = list(problems)
+        current = {p.deployment for p in problems}
+        for fixed in self._scopes.get(scope, set()) - current:
+            self._warned.pop(fixed, None)
+        self._scopes[scope] = current
+        for problem in problems:
+            if self._warned.get(problem.deployment) == problem.message:
+                continue
+            self._warned[problem.deployment] = problem.message
+            deployment = self.inventory.deployment(problem.deployment)
+            uid = deployment.uid if deployment else ""
+            self.kube.event("Deployment", problem.deployment, uid, "Warning", problem.reason, problem.message)
+            if registry is not None:
+                self.kube.event(api.KIND, registry.key, registry.uid, "Warning", problem.reason, problem.message)
+
+    def _warn_orphans(self) -> None:
+        self._warn(
+            "orphans",
+            (
+                Problem(
+                    d.key,
+                    "RegistryNotFound",
+                    f"annotation {api.REGISTRY_ANNOTATION}={d.registry!r}: no ServiceRegistry of "
+                    f"that name in namespace {d.namespace!r}; nothing is registered for this Deployment",
+                )
+                for d in self.inventory.orphaned_deployments()
+            ),
+        )
+
+
+def _without_times(value: dict) -> dict:
+    return {
+        **value,
+        "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value.get("conditions") or ()],
+    }

@@ -1,0 +1,118 @@
+"""The status of a ServiceRegistry, computed from what is really in ZooKeeper. Pure.
+
+`members` lists every znode under the service path (ours as `source: kubernetes`, everything
+else as `source: external`), capped so that a very large service keeps the object well under
+the API's size limit; `memberCount` is always exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from zkregistry.model import Problem, Registry
+from zkregistry.plan import Node, is_ours
+
+MAX_MEMBERS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything a registry's status is made of, gathered by the controller."""
+
+    registry: Registry
+    nodes: Mapping[str, Node]
+    ready_pods: int
+    owner: str
+    leader: str
+    zookeeper_ok: bool
+    conflict_with: Registry | None = None
+    problems: Sequence[Problem] = ()
+
+
+def members(nodes: Mapping[str, Node], owner: str) -> list[dict]:
+    """One entry per znode, ours first, then by pod or id; stable, so status does not churn."""
+    out = []
+    for name, node in nodes.items():
+        member = node.member
+        entry: dict = {"id": name, "source": "kubernetes" if is_ours(node, owner) else "external"}
+        if member is None:
+            entry["error"] = "payload is not valid JSON of the registry's format"
+        else:
+            for field in ("address", "port", "namespace", "pod", "deployment"):
+                value = getattr(member, field)
+                if value is not None:
+                    entry[field] = value
+            if member.id and member.id != name:
+                entry["id"] = member.id
+                entry["znode"] = name
+            if not member.enabled:
+                entry["enabled"] = False
+        out.append(entry)
+    out.sort(key=lambda e: (e["source"] != "kubernetes", e.get("pod") or "", e["id"]))
+    return out
+
+
+def compute(observation: Observation, now: str, previous: Mapping | None = None) -> dict:
+    """The whole status subresource for one registry. `previous` keeps lastTransitionTime."""
+    o = observation
+    everyone = members(o.nodes, o.owner)
+    ours = sum(1 for e in everyone if e["source"] == "kubernetes")
+    shown = everyone[:MAX_MEMBERS]
+
+    if o.registry.deleting:
+        ready = ("False", "Deleting", "registrations are being removed")
+    elif o.conflict_with is not None:
+        ready = ("False", "PathConflict", f"service path is held by ServiceRegistry "
+                 f"{o.conflict_with.namespace}/{o.conflict_with.name}")
+    elif not o.zookeeper_ok:
+        ready = ("False", "ZooKeeperUnavailable", "ZooKeeper cannot be reached; registrations "
+                 "resume when it returns")
+    elif o.problems:
+        ready = ("False", o.problems[0].reason, "; ".join(p.message for p in o.problems))
+    elif ours != o.ready_pods:
+        ready = ("False", "Registering", f"{ours} of {o.ready_pods} ready pods registered")
+    else:
+        ready = ("True", "InSync", f"{ours} ready pods registered")
+    conflict = (
+        ("True", "PathClaimed", f"{o.conflict_with.namespace}/{o.conflict_with.name} claims "
+         f"{o.registry.service_path} first; this registry registers nothing")
+        if o.conflict_with is not None else ("False", "NoConflict", "")
+    )
+    if len(everyone) > len(shown):
+        truncated = ("True", "TooManyMembers", f"members shows {len(shown)} of {len(everyone)}")
+    else:
+        truncated = ("False", "Complete", "")
+
+    previous_conditions = {c.get("type"): c for c in (previous or {}).get("conditions") or ()}
+    conditions = [
+        _condition(kind, value, o.registry.generation, now, previous_conditions.get(kind))
+        for kind, value in (("Ready", ready), ("PathConflict", conflict), ("MembersTruncated", truncated))
+    ]
+    return {
+        "servicePath": o.registry.service_path,
+        "members": shown,
+        "memberCount": len(everyone),
+        "readyPods": o.ready_pods,
+        "leader": o.leader,
+        "observedGeneration": o.registry.generation,
+        "conditions": conditions,
+    }
+
+
+def _condition(kind: str, value: tuple[str, str, str], generation: int, now: str, previous: Mapping | None) -> dict:
+    status, reason, message = value
+    changed = previous is None or previous.get("status") != status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now if changed else previous.get("lastTransitionTime", now),
+        "observedGeneration": generation,
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
