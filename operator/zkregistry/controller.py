@@ -103,6 +103,7 @@ class Controller:
             if stop.is_set():
                 break
             if full:
+                metrics.RESYNCS.inc()
                 next_resync = time.monotonic() + self.resync_seconds
                 paths |= self._all_paths()
                 self.membership.refresh_all()

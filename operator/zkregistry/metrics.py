@@ -16,6 +16,7 @@ READY_TO_REGISTERED = Histogram(
     "from the pod's readiness being seen to its znode being created",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+RESYNCS = Counter("zkregistry_resyncs_total", "full resyncs of every path")
 RECONCILE_ERRORS = Counter("zkregistry_reconcile_errors_total", "reconciles or status reports that failed")
 ZK_OPERATIONS = Counter("zkregistry_zookeeper_operations_total", "ZooKeeper operations sent in transactions")
 REFUSED = Counter("zkregistry_refused_transactions_total", "transactions refused as stale or unfenced")

@@ -1,0 +1,110 @@
+"""Objects to model records, and the desired registrations they imply."""
+
+from __future__ import annotations
+
+from zkregistry.inventory import Inventory
+from zkregistry.model import Deployment, Pod, Registry, desired_instances, resolve_port
+
+
+def pod_body(name: str, rs: str = "web-1", ready: bool = True, ip: str | None = "10.0.0.1", deleting: bool = False) -> dict:
+    meta = {
+        "name": name, "namespace": "ns", "uid": f"uid-{name}",
+        "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": True}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {"nodeName": "n1", "containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": "2026-01-01T00:00:01Z"}],
+        },
+    }
+
+
+def deployment_body(name: str = "web", registry: str | None = "reg", port: str | None = None) -> dict:
+    annotations = {}
+    if registry:
+        annotations["zkregistry.io/registry"] = registry
+    if port:
+        annotations["zkregistry.io/port"] = port
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": "d-uid", "annotations": annotations},
+        "spec": {"template": {"spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9000}]}]}}},
+    }
+
+
+REGISTRY = Registry.from_body({"metadata": {"name": "reg", "namespace": "ns", "uid": "r"}, "spec": {}})
+
+
+def test_registry_defaults():
+    assert REGISTRY.service_name == "reg"
+    assert REGISTRY.service_path == "/services/reg"
+    assert REGISTRY.format == "curator"
+
+
+def test_pod_readiness():
+    assert Pod.from_body(pod_body("a")).serving
+    assert not Pod.from_body(pod_body("a", ready=False)).serving
+    assert not Pod.from_body(pod_body("a", deleting=True)).serving
+    assert not Pod.from_body(pod_body("a", ip=None)).serving
+    assert Pod.from_body(pod_body("a")).ready_since_ms == 1767225601000
+
+
+def test_resolve_port():
+    ports = (("http", 8080), ("admin", 9000))
+    assert resolve_port(None, ports) == 8080
+    assert resolve_port("admin", ports) == 9000
+    assert resolve_port(7000, ports) == 7000
+    assert resolve_port("7000", ports) == 7000
+    assert resolve_port("grpc", ports) is None
+    assert resolve_port(None, ()) is None
+
+
+def test_desired_only_serving_pods_and_problems_isolated():
+    good = Deployment.from_body(deployment_body("web"))
+    bad = Deployment.from_body(deployment_body("api", port="grpc"))
+    pods = {
+        "web": [Pod.from_body(pod_body("a")), Pod.from_body(pod_body("b", ready=False))],
+        "api": [Pod.from_body(pod_body("c", rs="api-1"))],
+    }
+    instances, problems = desired_instances(REGISTRY, [good, bad], pods)
+    assert list(instances) == ["uid-a"]
+    assert instances["uid-a"].port == 8080 and instances["uid-a"].deployment == "web"
+    assert [p.reason for p in problems] == ["PortNotFound"] and problems[0].deployment == ("ns", "api")
+    assert "grpc" in problems[0].message
+
+
+def test_inventory_follows_pod_to_registry_through_replicaset():
+    changed: list[set] = []
+    inventory = Inventory(on_change=lambda keys: changed.append(set(keys)))
+    inventory.put_registry(REGISTRY)
+    inventory.put_deployment(Deployment.from_body(deployment_body("web")))
+    inventory.put_replicaset(("ns", "web-1"), "web")
+    changed.clear()
+    inventory.put_pod(Pod.from_body(pod_body("a")))
+    assert changed == [{("ns", "reg")}]
+    assert list(inventory.desired(REGISTRY)[0]) == ["uid-a"]
+    # The Deployment opts out: the registry is told, and wants nothing.
+    inventory.put_deployment(Deployment.from_body(deployment_body("web", registry=None)))
+    assert changed[-1] == {("ns", "reg")}
+    assert inventory.desired(REGISTRY)[0] == {}
+    inventory.remove_pod(("ns", "a"))
+
+
+def test_inventory_path_owner_is_the_oldest_claimant():
+    inventory = Inventory()
+    older = Registry.from_body({"metadata": {"name": "a", "namespace": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"serviceName": "svc"}})
+    newer = Registry.from_body({"metadata": {"name": "b", "namespace": "y", "creationTimestamp": "2026-01-02T00:00:00Z"}, "spec": {"serviceName": "svc"}})
+    inventory.put_registry(newer)
+    inventory.put_registry(older)
+    assert inventory.owner_of_path("/services/svc") == older
+
+
+def test_orphaned_deployments():
+    inventory = Inventory()
+    inventory.put_deployment(Deployment.from_body(deployment_body("web", registry="missing")))
+    assert [d.name for d in inventory.orphaned_deployments()] == ["web"]
+    inventory.put_registry(Registry.from_body({"metadata": {"name": "missing", "namespace": "ns"}, "spec": {}}))
+    assert inventory.orphaned_deployments() == []

@@ -1,0 +1,61 @@
+"""status.compute: members from ZooKeeper, exact counts, a capped list, conditions."""
+
+from __future__ import annotations
+
+from zkregistry import status
+from zkregistry.formats import curator
+from zkregistry.model import Instance, Problem, Registry
+from zkregistry.plan import Node
+
+REGISTRY = Registry.from_body({"metadata": {"name": "reg", "namespace": "ns", "generation": 3}, "spec": {}})
+
+
+def ours(i: int) -> Node:
+    instance = Instance(f"uid-{i}", "reg", f"10.0.0.{i % 250}", 80, "ns", f"pod-{i:05d}", "web", 0)
+    data = curator.CODEC.encode(instance, "us")
+    return Node(instance.id, data, 0, 1, curator.CODEC.decode(instance.id, data))
+
+
+def observe(nodes, **kwargs) -> dict:
+    o = status.Observation(registry=REGISTRY, nodes=nodes, ready_pods=kwargs.pop("ready", len(nodes)),
+                           owner="us", leader="r0", zookeeper_ok=True, **kwargs)
+    return status.compute(o, "2026-01-01T00:00:00Z")
+
+
+def test_in_sync_with_external_and_unparseable_members():
+    external = Node("vm-1", b'{"name":"reg","id":"vm-1","address":"192.168.1.5","port":9}', 0, 5, None)
+    external = Node("vm-1", external.data, 0, 5, curator.CODEC.decode("vm-1", external.data))
+    junk = Node("junk", b"\xff\xfe", 0, 5, None)
+    s = observe({"uid-1": ours(1), "vm-1": external, "junk": junk}, ready=1)
+    assert s["memberCount"] == 3 and s["readyPods"] == 1 and s["leader"] == "r0"
+    assert [m["source"] for m in s["members"]] == ["kubernetes", "external", "external"]
+    assert s["members"][0]["pod"] == "pod-00001"
+    assert any(m.get("error") for m in s["members"])
+    ready = next(c for c in s["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["observedGeneration"] == 3
+    assert s["observedGeneration"] == 3
+
+
+def test_large_services_are_capped_but_counted_exactly():
+    nodes = {n.name: n for n in map(ours, range(5000))}
+    s = observe(nodes)
+    assert s["memberCount"] == 5000 and len(s["members"]) == status.MAX_MEMBERS
+    truncated = next(c for c in s["conditions"] if c["type"] == "MembersTruncated")
+    assert truncated["status"] == "True" and "200 of 5000" in truncated["message"]
+
+
+def test_conditions_say_what_is_wrong():
+    other = Registry.from_body({"metadata": {"name": "first", "namespace": "x"}, "spec": {"serviceName": "reg"}})
+    s = observe({}, ready=0, conflict_with=other)
+    assert {c["type"]: c["reason"] for c in s["conditions"]}["PathConflict"] == "PathClaimed"
+    s = observe({}, ready=2)
+    assert next(c for c in s["conditions"] if c["type"] == "Ready")["reason"] == "Registering"
+    s = observe({}, ready=0, problems=[Problem(("ns", "web"), "PortNotFound", "no port")])
+    assert next(c for c in s["conditions"] if c["type"] == "Ready")["reason"] == "PortNotFound"
+
+
+def test_transition_time_kept_while_status_unchanged():
+    o = status.Observation(registry=REGISTRY, nodes={}, ready_pods=0, owner="us", leader="r0", zookeeper_ok=True)
+    first = status.compute(o, "2026-01-01T00:00:00Z")
+    second = status.compute(o, "2026-01-02T00:00:00Z", previous=first)
+    assert second["conditions"] == first["conditions"]
