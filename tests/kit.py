@@ -15,8 +15,10 @@ def apply_registry(kube_api, namespace: str, name: str, **spec) -> dict:
     """Creates a ServiceRegistry; its basePath defaults to /<namespace> to keep tests apart."""
     spec.setdefault("basePath", f"/{namespace}")
     body = {
-        "apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND,
-        "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "kind": api.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
     }
     return kubernetes.client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
         api.GROUP, api.VERSION, namespace, api.PLURAL, body
@@ -45,14 +47,22 @@ def registry_exists(kube_api, namespace: str, name: str) -> bool:
     return True
 
 
-def create_deployment(kube_api, namespace: str, name: str, replicas: int = 3, registry: str | None = None,
-                      ports: tuple[tuple[str, int], ...] = (("http", 8080),), annotations: dict | None = None):
+def create_deployment(
+    kube_api,
+    namespace: str,
+    name: str,
+    replicas: int = 3,
+    registry: str | None = None,
+    ports: tuple[tuple[str, int], ...] = (("http", 8080),),
+    annotations: dict | None = None,
+):
     annotations = dict(annotations or {})
     if registry:
         annotations[api.REGISTRY_ANNOTATION] = registry
     labels = {"app": name}
     body = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {
             "replicas": replicas,
@@ -61,10 +71,13 @@ def create_deployment(kube_api, namespace: str, name: str, replicas: int = 3, re
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "containers": [{
-                        "name": "app", "image": "example.invalid/app:1",
-                        "ports": [{"name": n, "containerPort": p} for n, p in ports],
-                    }],
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.invalid/app:1",
+                            "ports": [{"name": n, "containerPort": p} for n, p in ports],
+                        }
+                    ],
                 },
             },
         },
@@ -100,7 +113,10 @@ def set_pod_ready(kube_api, namespace: str, pod: str, ready: bool) -> None:
     core = kubernetes.client.CoreV1Api(kube_api)
     body = core.read_namespaced_pod_status(pod, namespace)
     conditions = [
-        {"type": c.type, "status": ("True" if ready else "False") if c.type in ("Ready", "ContainersReady") else c.status}
+        {
+            "type": c.type,
+            "status": ("True" if ready else "False") if c.type in ("Ready", "ContainersReady") else c.status,
+        }
         for c in body.status.conditions
     ]
     core.patch_namespaced_pod_status(pod, namespace, {"status": {"conditions": conditions}})

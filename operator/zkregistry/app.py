@@ -16,6 +16,7 @@ import threading
 import time
 
 import kopf
+from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
 from zkregistry import handlers, kube, logs, metrics, zk
@@ -72,7 +73,10 @@ class Operator:
             self.client.handler.spawn(self._after_connect)
 
     def _after_connect(self) -> None:
-        self.membership.refresh_all()
+        try:
+            self.membership.refresh_all()
+        except KazooException as error:  # lost again already; the next CONNECTED retries
+            log.warning("refresh after reconnect failed: %s", type(error).__name__)
         self.controller.resync()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -161,7 +165,9 @@ def run(settings: Settings) -> int:
     operator.start()
     log.info(
         "zkregistry %s started (owner %s, ZooKeeper %s)",
-        settings.identity, settings.owner_id, settings.connection_string,
+        settings.identity,
+        settings.owner_id,
+        settings.connection_string,
     )
     while not stopping.wait(0.5):
         if not operator.healthy():

@@ -13,8 +13,6 @@ import socket
 from dataclasses import dataclass, field
 
 
-
-
 class ConfigError(ValueError):
     """A setting has a value the operator cannot run with."""
 
@@ -53,10 +51,17 @@ class Settings:
 OPTIONS: list[tuple[str, type, str]] = [
     ("zk-hosts", str, "ZooKeeper servers, host:port[,host:port...]"),
     ("zk-chroot", str, "a chroot under which every path lives, e.g. /prod"),
-    ("session-timeout", float, "ZooKeeper session timeout in seconds: how long a dead leader's "
-     "registrations stay before they vanish and a successor takes over (default 10)"),
-    ("owner-id", str, "this deployment of zkregistry's owner id, written into every registration "
-     "(default: the namespace it runs in)"),
+    (
+        "session-timeout",
+        float,
+        "ZooKeeper session timeout in seconds: how long a dead leader's "
+        "registrations stay before they vanish and a successor takes over (default 10)",
+    ),
+    (
+        "owner-id",
+        str,
+        "this deployment of zkregistry's owner id, written into every registration (default: the namespace it runs in)",
+    ),
     ("root", str, "ZooKeeper path of the operator's own znodes (default /zkregistry/<owner id>)"),
     ("identity", str, "this replica's name in the election (default: POD_NAME or host-pid)"),
     ("zk-digest", str, "digest credentials user:password; znodes are then writable by them only"),
@@ -144,11 +149,12 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"--log-format: {s.log_format!r} is neither text nor json")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"--log-level: {s.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
-    for flag, path in (("--zk-ca-file", s.zk_ca_file), ("--zk-cert-file", s.zk_cert_file), ("--zk-key-file", s.zk_key_file)):
+    for flag, path in (
+        ("--zk-ca-file", s.zk_ca_file),
+        ("--zk-cert-file", s.zk_cert_file),
+        ("--zk-key-file", s.zk_key_file),
+    ):
         if path and not os.path.isfile(path):
             raise ConfigError(f"{flag}: {path} does not exist")
     if s.resync_seconds < 1 or s.handover_timeout < 0 or not 0 <= s.http_port <= 65535:
         raise ConfigError("--resync-seconds must be >= 1, --handover-timeout >= 0, --http-port a port")
-
-
-

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
 
 from zkregistry import formats, metrics
 from zkregistry.election import Election
@@ -23,7 +24,7 @@ from zkregistry.formats import Codec
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
 from zkregistry.model import Instance, Key
-from zkregistry.plan import Wanted, calculate, is_ours
+from zkregistry.plan import Create, Op, Wanted, calculate, is_ours
 from zkregistry.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ class Controller:
             for path in sorted(paths):
                 try:
                     self.reconcile(path)
+                except KazooException as error:  # ZooKeeper unreachable: the reconnect resyncs
+                    log.warning("reconcile of %s postponed: %s", path, type(error).__name__)
+                    self._mark({path})
+                    stop.wait(1.0)
                 except Exception:
                     metrics.RECONCILE_ERRORS.inc()
                     log.exception("reconcile of %s failed; retrying at the next wake-up", path)
@@ -158,8 +163,16 @@ class Controller:
             outcome = self.writer.apply(path, plan.ops, fence)
             metrics.observe_write(outcome, time.perf_counter() - started)
             if not outcome.failed:
+                self._observe_registered(plan.ops)
                 return
             self.membership.refresh(path)
+
+    def _observe_registered(self, ops: Iterable[Op]) -> None:
+        now, since = time.monotonic(), self.inventory.serving_since
+        for op in ops:
+            seen = since.get(op.uid) if isinstance(op, Create) else None
+            if seen is not None:
+                metrics.READY_TO_REGISTERED.observe(now - seen)
 
     def _encode(self, path: str, codec: Codec, instances: dict[str, Instance]) -> dict[str, Wanted]:
         """Encoded registrations, re-encoding only instances that changed since the last time."""
@@ -170,7 +183,10 @@ class Controller:
         for uid, instance in instances.items():
             hit = cache.get(uid)
             if hit is None or hit[0] != instance:
-                hit = (instance, Wanted(codec.node_name(instance), codec.encode(instance, self.owner), codec.sequential))
+                hit = (
+                    instance,
+                    Wanted(codec.node_name(instance), codec.encode(instance, self.owner), codec.sequential, uid),
+                )
             fresh[uid] = hit
         self._encoded[path] = (codec.name, fresh)
         return {uid: wanted for uid, (_, wanted) in fresh.items()}

@@ -20,13 +20,14 @@ rejoins with a new znode when it connects again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
-from kazoo.protocol.states import KazooState
+from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,8 @@ class Election:
             node, self.node = self.node, None
             was_leader, self.leader = self.leader, False
         if node is not None:
-            try:
+            with contextlib.suppress(NoNodeError):
                 self.client.delete(node)
-            except NoNodeError:
-                pass
         if was_leader:
             self.on_change()
 
@@ -108,9 +107,17 @@ class Election:
             children = self.client.get_children(self.path)
         except NoNodeError:
             return []
-        return sorted((c for c in children if c.startswith(PREFIX)), key=lambda c: c[len(PREFIX):])
+        return sorted((c for c in children if c.startswith(PREFIX)), key=lambda c: c[len(PREFIX) :])
 
-    def _evaluate(self, _event: object = None) -> None:
+    def _on_predecessor(self, event: WatchedEvent) -> None:
+        if event.type == EventType.NONE:  # a session event: _on_state deals with it
+            return
+        try:
+            self._evaluate()
+        except KazooException as error:  # connection lost meanwhile: _on_state deals with it
+            log.warning("could not re-evaluate the election: %s", type(error).__name__)
+
+    def _evaluate(self) -> None:
         with self._lock:
             if self.node is None:
                 return
@@ -127,7 +134,7 @@ class Election:
                 return
             predecessor = f"{self.path}/{contenders[index - 1]}"
         # Watch only the predecessor; if it is already gone, look again.
-        if self.client.exists(predecessor, watch=self._evaluate) is None:
+        if self.client.exists(predecessor, watch=self._on_predecessor) is None:
             self._evaluate()
 
     def _on_state(self, state: str) -> None:

@@ -63,8 +63,12 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
                 remove(key_of(body))
 
     @kopf.on.event(
-        "apiextensions.k8s.io", "v1", "customresourcedefinitions",
-        field="metadata.name", value=CRD_NAME, registry=handlers,
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        field="metadata.name",
+        value=CRD_NAME,
+        registry=handlers,
     )
     async def synced(**_: object) -> None:
         inventory.synced.set()

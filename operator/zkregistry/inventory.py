@@ -8,6 +8,7 @@ into the one registry it affects: pod -> ReplicaSet -> Deployment -> annotated r
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
@@ -26,6 +27,8 @@ class Inventory:
         self._pods: dict[Key, Pod] = {}
         self._pods_by_rs: dict[Key, set[str]] = defaultdict(set)
         self._rs_by_deployment: dict[Key, set[str]] = defaultdict(set)
+        #: When each serving pod was first seen serving (time.monotonic), for the latency metric.
+        self.serving_since: dict[str, float] = {}
 
     # -- updates (kopf's thread) ------------------------------------------------------------
 
@@ -84,6 +87,10 @@ class Inventory:
             if old == pod:
                 return
             self._pods[pod.key] = pod
+            if pod.serving and not (old and old.serving):
+                self.serving_since[pod.uid] = time.monotonic()
+            elif not pod.serving:
+                self.serving_since.pop(pod.uid, None)
             if old is not None and old.replicaset != pod.replicaset and old.replicaset:
                 self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
             if pod.replicaset:
@@ -94,6 +101,8 @@ class Inventory:
     def remove_pod(self, key: Key) -> None:
         with self._lock:
             old = self._pods.pop(key, None)
+            if old is not None:
+                self.serving_since.pop(old.uid, None)
             if old is not None and old.replicaset:
                 self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
             affected = self._registries_of_pods(old)
@@ -123,7 +132,8 @@ class Inventory:
     def desired(self, registry: Registry) -> tuple[dict[str, Instance], list[Problem]]:
         with self._lock:
             deployments = [
-                d for d in self._deployments.values()
+                d
+                for d in self._deployments.values()
                 if d.namespace == registry.namespace and d.registry == registry.name
             ]
             pods_of = {
@@ -140,7 +150,8 @@ class Inventory:
         """Deployments annotated for a registry that does not exist in their namespace."""
         with self._lock:
             return [
-                d for d in self._deployments.values()
+                d
+                for d in self._deployments.values()
                 if d.registry and (d.namespace, d.registry) not in self._registries
             ]
 
@@ -154,10 +165,7 @@ class Inventory:
         return _registry_keys(*deployments)
 
     def _registries_of_pods(self, *pods: Pod | None) -> set[Key]:
-        names = {
-            self._replicasets.get((p.namespace, p.replicaset))
-            for p in pods if p is not None and p.replicaset
-        }
+        names = {self._replicasets.get((p.namespace, p.replicaset)) for p in pods if p is not None and p.replicaset}
         namespace = next(p.namespace for p in pods if p is not None) if any(pods) else ""
         return self._registries_of_deployments(namespace, names)
 

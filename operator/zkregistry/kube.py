@@ -56,7 +56,7 @@ class Kube:
         """Posts a core/v1 Event about an object (`kind` is "Deployment" or "ServiceRegistry")."""
         namespace, name = key
         api_version = "apps/v1" if kind == "Deployment" else f"{api.GROUP}/{api.VERSION}"
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         body = kubernetes.client.CoreV1Event(
             metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{name}.", namespace=namespace),
             involved_object=kubernetes.client.V1ObjectReference(

@@ -17,11 +17,11 @@ import threading
 from collections.abc import Callable, Iterable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from zkregistry.formats import Codec
-from zkregistry.plan import Create, Delete, Node, Op, Replace, Update
+from zkregistry.plan import Delete, Node, Op, Replace, Update
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,14 @@ class Membership:
     # -- watches (kazoo's callback thread) --------------------------------------------------
 
     def _on_children(self, event: WatchedEvent) -> None:
-        path = event.path
+        if event.type == EventType.NONE:  # a session event, not a change: reconnecting refreshes
+            return
+        try:
+            self._list(event.path)
+        except KazooException as error:  # connection lost: `refresh_all` runs on reconnect
+            log.debug("listing %s failed: %s", event.path, error)
+
+    def _list(self, path: str) -> None:
         with self._lock:
             codec = self._codecs.get(path)
         if codec is None:
@@ -142,8 +149,8 @@ class Membership:
 
     def _on_data(self, event: WatchedEvent) -> None:
         # Changed, or deleted (and perhaps created anew by another session): read it again.
-        path, name = event.path.rsplit("/", 1)
         if event.type in (EventType.CHANGED, EventType.DELETED):
+            path, name = event.path.rsplit("/", 1)
             self.client.get_async(event.path, watch=self._on_data).rawlink(
                 lambda result: self._on_read(path, name, result)
             )
@@ -153,6 +160,8 @@ class Membership:
             data, stat = result.get()
         except NoNodeError:
             data = stat = None
+        except KazooException:  # connection lost: `refresh_all` runs on reconnect
+            return
         with self._lock:
             codec, nodes = self._codecs.get(path), self._nodes.get(path)
             if codec is None or nodes is None:

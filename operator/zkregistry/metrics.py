@@ -18,12 +18,14 @@ READY_TO_REGISTERED = Histogram(
 )
 RESYNCS = Counter("zkregistry_resyncs_total", "full resyncs of every path")
 RECONCILE_ERRORS = Counter("zkregistry_reconcile_errors_total", "reconciles or status reports that failed")
+APPLIED = Counter("zkregistry_applied_operations_total", "plan operations that took effect in ZooKeeper")
 ZK_OPERATIONS = Counter("zkregistry_zookeeper_operations_total", "ZooKeeper operations sent in transactions")
 REFUSED = Counter("zkregistry_refused_transactions_total", "transactions refused as stale or unfenced")
 
 
 def observe_write(outcome, seconds: float) -> None:
     ZK_OPERATIONS.inc(outcome.zk_ops)
+    APPLIED.inc(outcome.applied)
     if outcome.failed:
         REFUSED.inc()
 
@@ -32,7 +34,7 @@ def serve(port: int, healthy: Callable[[], bool], ready: Callable[[], bool]) -> 
     """Serves /metrics, /healthz (the process works) and /readyz (synced and connected)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the name is http.server's)
+        def do_GET(self) -> None:
             if self.path == "/metrics":
                 body, code, kind = generate_latest(), 200, CONTENT_TYPE_LATEST
             elif self.path in ("/healthz", "/readyz"):

@@ -21,6 +21,7 @@ class Wanted:
     name: str
     data: bytes
     sequential: bool = False
+    uid: str = field(default="", compare=False)  # the pod's, for metrics only
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Create:
     name: str
     data: bytes
     sequential: bool = False
+    uid: str = field(default="", compare=False)  # the pod's, for metrics only
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +85,7 @@ def is_ours(node: Node, owner: str) -> bool:
     return node.member is not None and node.member.owner == owner
 
 
-def calculate(
-    desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: str, session: int
-) -> Plan:
+def calculate(desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: str, session: int) -> Plan:
     """Operations that turn `actual` into `desired` without touching any znode that is not ours.
 
     `desired` is keyed by instance id (the pod's uid), `actual` by znode name. Of several znodes of
@@ -118,5 +118,5 @@ def calculate(
         if not want.sequential and want.name in actual:
             plan.conflicts.append(want.name)
         else:
-            plan.ops.append(Create(want.name, want.data, want.sequential))
+            plan.ops.append(Create(want.name, want.data, want.sequential, uid))
     return plan

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
 
 from zkregistry import api, metrics, status
 from zkregistry.election import Election
@@ -85,7 +86,10 @@ class Reporter:
             return True
         node = self.election.node
         # Fencing for Kubernetes writes: our election znode must still exist.
-        return node is not None and self.client.exists(node) is not None
+        try:
+            return node is not None and self.client.exists(node) is not None
+        except KazooException:
+            return False
 
     def report(self, keys: Iterable[Key]) -> None:
         for key in sorted(keys):
@@ -133,7 +137,11 @@ class Reporter:
             was = previous.get("leader")
             if was != self.election.identifier:
                 self.kube.event(
-                    api.KIND, registry.key, registry.uid, "Normal", "LeaderElected",
+                    api.KIND,
+                    registry.key,
+                    registry.uid,
+                    "Normal",
+                    "LeaderElected",
                     f"replica {self.election.identifier} now writes this registry's members"
                     + (f" (was {was})" if was else ""),
                 )
@@ -175,5 +183,7 @@ class Reporter:
 def _without_times(value: dict) -> dict:
     return {
         **value,
-        "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value.get("conditions") or ()],
+        "conditions": [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value.get("conditions") or ()
+        ],
     }

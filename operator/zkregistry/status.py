@@ -64,11 +64,13 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
     if o.registry.deleting:
         ready = ("False", "Deleting", "registrations are being removed")
     elif o.conflict_with is not None:
-        ready = ("False", "PathConflict", f"service path is held by ServiceRegistry "
-                 f"{o.conflict_with.namespace}/{o.conflict_with.name}")
+        ready = (
+            "False",
+            "PathConflict",
+            f"service path is held by ServiceRegistry {o.conflict_with.namespace}/{o.conflict_with.name}",
+        )
     elif not o.zookeeper_ok:
-        ready = ("False", "ZooKeeperUnavailable", "ZooKeeper cannot be reached; registrations "
-                 "resume when it returns")
+        ready = ("False", "ZooKeeperUnavailable", "ZooKeeper cannot be reached; registrations resume when it returns")
     elif o.problems:
         ready = ("False", o.problems[0].reason, "; ".join(p.message for p in o.problems))
     elif ours != o.ready_pods:
@@ -76,9 +78,14 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
     else:
         ready = ("True", "InSync", f"{ours} ready pods registered")
     conflict = (
-        ("True", "PathClaimed", f"{o.conflict_with.namespace}/{o.conflict_with.name} claims "
-         f"{o.registry.service_path} first; this registry registers nothing")
-        if o.conflict_with is not None else ("False", "NoConflict", "")
+        (
+            "True",
+            "PathClaimed",
+            f"{o.conflict_with.namespace}/{o.conflict_with.name} claims "
+            f"{o.registry.service_path} first; this registry registers nothing",
+        )
+        if o.conflict_with is not None
+        else ("False", "NoConflict", "")
     )
     if len(everyone) > len(shown):
         truncated = ("True", "TooManyMembers", f"members shows {len(shown)} of {len(everyone)}")
@@ -115,4 +122,4 @@ def _condition(kind: str, value: tuple[str, str, str], generation: int, now: str
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -30,9 +30,7 @@ class Outcome:
 
 
 class Writer:
-    def __init__(
-        self, client: KazooClient, membership: Membership, acl: list | None = None, batch: int = 100
-    ) -> None:
+    def __init__(self, client: KazooClient, membership: Membership, acl: list | None = None, batch: int = 100) -> None:
         self.client = client
         self.membership = membership
         self.acl = acl
@@ -77,6 +75,4 @@ class Writer:
                 transaction.delete(f"{path}/{op.name}", op.version)
                 op = op.new
             assert isinstance(op, Create)
-            transaction.create(
-                f"{path}/{op.name}", op.data, acl=self.acl, ephemeral=True, sequence=op.sequential
-            )
+            transaction.create(f"{path}/{op.name}", op.data, acl=self.acl, ephemeral=True, sequence=op.sequential)

@@ -9,7 +9,13 @@ import pytest
 
 from conftest import eventually
 from kit import (
-    annotate, apply_registry, create_deployment, events_for, get_registry, ready_pods, registered,
+    annotate,
+    apply_registry,
+    create_deployment,
+    events_for,
+    get_registry,
+    ready_pods,
+    registered,
 )
 from zkregistry import api
 
@@ -32,10 +38,16 @@ def test_invalid_registry_is_refused_by_kubectl_apply(cluster, namespace, tmp_pa
     import json
 
     manifest = tmp_path / "bad.json"
-    manifest.write_text(json.dumps({
-        "apiVersion": f"{api.GROUP}/{api.VERSION}", "kind": api.KIND,
-        "metadata": {"name": "bad", "namespace": namespace}, "spec": spec,
-    }))
+    manifest.write_text(
+        json.dumps(
+            {
+                "apiVersion": f"{api.GROUP}/{api.VERSION}",
+                "kind": api.KIND,
+                "metadata": {"name": "bad", "namespace": namespace},
+                "spec": spec,
+            }
+        )
+    )
     result = cluster.kubectl("apply", "-f", str(manifest), check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
@@ -45,20 +57,42 @@ def test_missing_registry_and_missing_port_warn_and_recover(kube_api, zk, namesp
     replicas.start(1)
     apply_registry(kube_api, namespace, "web")
     create_deployment(kube_api, namespace, "good", replicas=2, registry="web")
-    create_deployment(kube_api, namespace, "noport", replicas=1, registry="web",
-                      annotations={api.PORT_ANNOTATION: "grpc"})
+    create_deployment(
+        kube_api, namespace, "noport", replicas=1, registry="web", annotations={api.PORT_ANNOTATION: "grpc"}
+    )
     create_deployment(kube_api, namespace, "lost", replicas=1, registry="nope")
     path = f"/{namespace}/web"
-    good = eventually(lambda: (p := ready_pods(kube_api, namespace, "good")) and len(p) == 2
-                      and registered(zk, path, namespace) == p and p, 60, "the good Deployment registered")
+    good = eventually(
+        lambda: (
+            (p := ready_pods(kube_api, namespace, "good"))
+            and len(p) == 2
+            and registered(zk, path, namespace) == p
+            and p
+        ),
+        60,
+        "the good Deployment registered",
+    )
 
-    port_warning = eventually(lambda: events_for(kube_api, namespace, "noport", "PortNotFound"), 30, "PortNotFound Event")
+    port_warning = eventually(
+        lambda: events_for(kube_api, namespace, "noport", "PortNotFound"), 30, "PortNotFound Event"
+    )
     assert port_warning[0].type == "Warning" and "grpc" in port_warning[0].message
-    lost_warning = eventually(lambda: events_for(kube_api, namespace, "lost", "RegistryNotFound"), 30, "RegistryNotFound Event")
+    lost_warning = eventually(
+        lambda: events_for(kube_api, namespace, "lost", "RegistryNotFound"), 30, "RegistryNotFound Event"
+    )
     assert "nope" in lost_warning[0].message
     ready = eventually(
-        lambda: next((c for c in (get_registry(kube_api, namespace, "web").get("status") or {}).get("conditions", ())
-                      if c["type"] == "Ready" and c["reason"] == "PortNotFound"), None), 30, "Ready=False PortNotFound")
+        lambda: next(
+            (
+                c
+                for c in (get_registry(kube_api, namespace, "web").get("status") or {}).get("conditions", ())
+                if c["type"] == "Ready" and c["reason"] == "PortNotFound"
+            ),
+            None,
+        ),
+        30,
+        "Ready=False PortNotFound",
+    )
     assert "noport" in ready["message"]
     assert registered(zk, path, namespace) == good  # nothing of the broken ones, the good one intact
 
@@ -77,8 +111,13 @@ def test_two_registries_on_one_path(kube_api, zk, namespace, replicas):
     create_deployment(kube_api, namespace, "a", replicas=2, registry="first")
     create_deployment(kube_api, namespace, "b", replicas=1, registry="second")
     path = f"/{namespace}/shared"
-    a = eventually(lambda: (p := ready_pods(kube_api, namespace, "a")) and len(p) == 2
-                   and registered(zk, path, namespace) == p and p, 60, "the first registry's pods")
+    a = eventually(
+        lambda: (
+            (p := ready_pods(kube_api, namespace, "a")) and len(p) == 2 and registered(zk, path, namespace) == p and p
+        ),
+        60,
+        "the first registry's pods",
+    )
 
     def conflict():
         conditions = (get_registry(kube_api, namespace, "second").get("status") or {}).get("conditions") or ()

@@ -11,19 +11,31 @@ import pytest
 
 from conftest import eventually
 from kit import (
-    annotate, apply_registry, create_deployment, delete_registry, get_registry, patch_deployment,
-    ready_pods, registered, registry_exists, scale, set_pod_ready, znodes,
+    annotate,
+    apply_registry,
+    create_deployment,
+    delete_registry,
+    get_registry,
+    patch_deployment,
+    ready_pods,
+    registered,
+    registry_exists,
+    scale,
+    set_pod_ready,
+    znodes,
 )
 from zkregistry import api
 
 
 def in_sync(kube_api, zk, namespace, path, app="web", count=None):
     """Waits until ZooKeeper holds exactly the Ready pods of `app`; returns them."""
+
     def check():
         pods = ready_pods(kube_api, namespace, app)
         if count is not None and len(pods) != count:
             return None
         return pods if registered(zk, path, namespace) == pods else None
+
     return eventually(check, 60, f"{path} to hold exactly the Ready pods of {app}")
 
 
@@ -86,10 +98,13 @@ def test_readiness_scaling_and_rollout_are_followed(kube_api, zk, namespace, rep
 
     # A rolling update replaces every pod; ZooKeeper follows it exactly.
     old = set(registered(zk, path, namespace))
-    patch_deployment(kube_api, namespace, "web", {"spec": {"template": {"metadata": {"labels": {"app": "web", "rev": "2"}}}}})
+    patch_deployment(
+        kube_api, namespace, "web", {"spec": {"template": {"metadata": {"labels": {"app": "web", "rev": "2"}}}}}
+    )
     pods = eventually(
         lambda: (p := in_sync(kube_api, zk, namespace, path, count=2)) and not (set(p) & old) and p,
-        60, "the rollout to finish in ZooKeeper",
+        60,
+        "the rollout to finish in ZooKeeper",
     )
     assert registered(zk, path, namespace) == pods
 
@@ -128,8 +143,17 @@ def test_external_members_are_reported_and_left_alone(kube_api, zk, namespace, r
     path = f"/{namespace}/web"
     in_sync(kube_api, zk, namespace, path, count=1)
 
-    vm = {"name": "web", "id": "vm-1", "address": "192.168.7.7", "port": 9090, "payload": None,
-          "registrationTimeUTC": 0, "serviceType": "DYNAMIC", "sslPort": None, "uriSpec": None}
+    vm = {
+        "name": "web",
+        "id": "vm-1",
+        "address": "192.168.7.7",
+        "port": 9090,
+        "payload": None,
+        "registrationTimeUTC": 0,
+        "serviceType": "DYNAMIC",
+        "sslPort": None,
+        "uriSpec": None,
+    }
     zk.create(f"{path}/vm-1", json.dumps(vm).encode(), ephemeral=True)
     zk.create(f"{path}/garbage", b"\xff\xfenot json", ephemeral=True)
     started = time.monotonic()
@@ -138,7 +162,9 @@ def test_external_members_are_reported_and_left_alone(kube_api, zk, namespace, r
         s = get_registry(kube_api, namespace, "web").get("status") or {}
         return {m["id"]: m for m in s.get("members") or ()}
 
-    seen = eventually(lambda: (m := members()) and {"vm-1", "garbage"} <= set(m) and m, 30, "external members in status")
+    seen = eventually(
+        lambda: (m := members()) and {"vm-1", "garbage"} <= set(m) and m, 30, "external members in status"
+    )
     print(f"external member in status after {time.monotonic() - started:.2f} s")
     assert seen["vm-1"]["source"] == "external" and seen["vm-1"]["address"] == "192.168.7.7"
     assert seen["garbage"]["source"] == "external" and "error" in seen["garbage"]

@@ -6,9 +6,13 @@ from zkregistry.inventory import Inventory
 from zkregistry.model import Deployment, Pod, Registry, desired_instances, resolve_port
 
 
-def pod_body(name: str, rs: str = "web-1", ready: bool = True, ip: str | None = "10.0.0.1", deleting: bool = False) -> dict:
+def pod_body(
+    name: str, rs: str = "web-1", ready: bool = True, ip: str | None = "10.0.0.1", deleting: bool = False
+) -> dict:
     meta = {
-        "name": name, "namespace": "ns", "uid": f"uid-{name}",
+        "name": name,
+        "namespace": "ns",
+        "uid": f"uid-{name}",
         "ownerReferences": [{"kind": "ReplicaSet", "name": rs, "controller": True}],
     }
     if deleting:
@@ -18,7 +22,9 @@ def pod_body(name: str, rs: str = "web-1", ready: bool = True, ip: str | None = 
         "spec": {"nodeName": "n1", "containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]},
         "status": {
             "podIP": ip,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": "2026-01-01T00:00:01Z"}],
+            "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": "2026-01-01T00:00:01Z"}
+            ],
         },
     }
 
@@ -31,7 +37,15 @@ def deployment_body(name: str = "web", registry: str | None = "reg", port: str |
         annotations["zkregistry.io/port"] = port
     return {
         "metadata": {"name": name, "namespace": "ns", "uid": "d-uid", "annotations": annotations},
-        "spec": {"template": {"spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9000}]}]}}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"ports": [{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9000}]}
+                    ]
+                }
+            }
+        },
     }
 
 
@@ -95,8 +109,18 @@ def test_inventory_follows_pod_to_registry_through_replicaset():
 
 def test_inventory_path_owner_is_the_oldest_claimant():
     inventory = Inventory()
-    older = Registry.from_body({"metadata": {"name": "a", "namespace": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"serviceName": "svc"}})
-    newer = Registry.from_body({"metadata": {"name": "b", "namespace": "y", "creationTimestamp": "2026-01-02T00:00:00Z"}, "spec": {"serviceName": "svc"}})
+    older = Registry.from_body(
+        {
+            "metadata": {"name": "a", "namespace": "x", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"serviceName": "svc"},
+        }
+    )
+    newer = Registry.from_body(
+        {
+            "metadata": {"name": "b", "namespace": "y", "creationTimestamp": "2026-01-02T00:00:00Z"},
+            "spec": {"serviceName": "svc"},
+        }
+    )
     inventory.put_registry(newer)
     inventory.put_registry(older)
     assert inventory.owner_of_path("/services/svc") == older

@@ -19,7 +19,10 @@ def node(name: str, data: bytes, owner: str | None, session: int, uid: str | Non
     return Node(name=name, data=data, version=version, session=session, member=member)
 
 
-def apply(actual: dict[str, Node], plan, sequential_names=itertools.count(1000)) -> dict[str, Node]:
+SEQUENCE = itertools.count(1000)
+
+
+def apply(actual: dict[str, Node], plan) -> dict[str, Node]:
     """What ZooKeeper would hold after the plan (the writer's effect, without I/O)."""
     result = dict(actual)
     for op in plan.ops:
@@ -32,7 +35,7 @@ def apply(actual: dict[str, Node], plan, sequential_names=itertools.count(1000))
             result[op.name] = Node(op.name, op.data, op.version + 1, old.session, old.member)
         create = op.new if isinstance(op, Replace) else op
         if isinstance(create, Create):
-            name = f"{create.name}{next(sequential_names):010d}" if create.sequential else create.name
+            name = f"{create.name}{next(SEQUENCE):010d}" if create.sequential else create.name
             assert name not in result, "create over an existing znode"
             uid = create.data.decode().split("|")[0]
             result[name] = node(name, create.data, OWNER, SESSION, uid=uid)
@@ -95,9 +98,7 @@ def scenarios(draw):
     sequential = draw(st.booleans())
     desired_uids = draw(st.sets(uids))
     version = draw(st.integers(0, 3))
-    desired = {
-        u: Wanted("member_" if sequential else u, f"{u}|{version}".encode(), sequential) for u in desired_uids
-    }
+    desired = {u: Wanted("member_" if sequential else u, f"{u}|{version}".encode(), sequential) for u in desired_uids}
     actual: dict[str, Node] = {}
     for i, (uid, owner, session, v) in enumerate(
         draw(st.lists(st.tuples(uids, owners, sessions, st.integers(0, 3)), max_size=12))
@@ -123,7 +124,9 @@ def test_plan_reaches_desired_and_spares_others(scenario):
     assert {n: v for n, v in after.items() if n in foreign} == foreign
     ours = {n: v for n, v in after.items() if n not in foreign}
     blocked = set(plan.conflicts)
-    assert sorted(v.member.uid for v in ours.values()) == sorted(u for u in desired if desired[u].name not in blocked or desired[u].sequential)
+    assert sorted(v.member.uid for v in ours.values()) == sorted(
+        u for u in desired if desired[u].name not in blocked or desired[u].sequential
+    )
     for v in ours.values():
         assert v.session == SESSION and v.data == desired[v.member.uid].data
     # A second plan over the result has nothing left to do: reconciling is idempotent.

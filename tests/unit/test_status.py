@@ -17,8 +17,15 @@ def ours(i: int) -> Node:
 
 
 def observe(nodes, **kwargs) -> dict:
-    o = status.Observation(registry=REGISTRY, nodes=nodes, ready_pods=kwargs.pop("ready", len(nodes)),
-                           owner="us", leader="r0", zookeeper_ok=True, **kwargs)
+    o = status.Observation(
+        registry=REGISTRY,
+        nodes=nodes,
+        ready_pods=kwargs.pop("ready", len(nodes)),
+        owner="us",
+        leader="r0",
+        zookeeper_ok=True,
+        **kwargs,
+    )
     return status.compute(o, "2026-01-01T00:00:00Z")
 
 

@@ -20,8 +20,9 @@ def test_quorum_writes_and_recovery(ensemble, zk):
 
         ensemble.stop_server(2)
         eventually(lambda: ensemble.mode(1) not in ("leader", "follower"), 30, "server 1 to lose quorum")
-        lonely = KazooClient(f"127.0.0.1:{ensemble.server(1).client_port}", timeout=2,
-                             connection_retry={"max_tries": 0})
+        lonely = KazooClient(
+            f"127.0.0.1:{ensemble.server(1).client_port}", timeout=2, connection_retry={"max_tries": 0}
+        )
         with pytest.raises((KazooException, KazooTimeoutError)):
             lonely.start(timeout=3)
             lonely.create("/quorum-test/no-quorum", b"3")

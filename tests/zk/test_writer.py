@@ -100,8 +100,11 @@ def test_a_deposed_leader_cannot_write(ensemble, zk):
         a.sync(wanted(3, "web"))
         # Someone else removes a's election znode (as the expiry of a's session would).
         zk.delete(stale_fence)
-        outcome = a.writer.apply(path, calculate(wanted(5, "web"), a.membership.snapshot(path), OWNER,
-                                                 a.client.client_id[0]).ops, stale_fence)
+        outcome = a.writer.apply(
+            path,
+            calculate(wanted(5, "web"), a.membership.snapshot(path), OWNER, a.client.client_id[0]).ops,
+            stale_fence,
+        )
         assert outcome.applied == 0 and outcome.failed == 2
         assert len(zk.get_children(path)) == 3
     finally:

@@ -12,25 +12,50 @@ Everything binds 127.0.0.1; kwok makes scheduled pods Ready as a kubelet would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from zkregistry.devenv.processes import alive, terminate, wait_for
+from zkregistry.devenv.processes import alive, free_ports, spawn, terminate, wait_for
 
 NAME = "zkregistry"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
-CONFIG = """\
-kind: KwokctlConfiguration
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-options:
-  bindAddress: 127.0.0.1
-  runtime: binary
-  disableQPSLimits: true
-"""
+# kwokctl counts its default ports down from 32767, so two clusters on one machine (or a
+# restarted kube-apiserver and another cluster) would collide: every port is chosen here instead.
+PORTS = (
+    "kubeApiserverPort",
+    "etcdPort",
+    "etcdPeerPort",
+    "kubeControllerManagerPort",
+    "kubeSchedulerPort",
+    "kwokControllerPort",
+)
+
+
+def kwokctl_config(ports: list[int]) -> str:
+    lines = [
+        "kind: KwokctlConfiguration",
+        "apiVersion: config.kwok.x-k8s.io/v1alpha1",
+        "options:",
+        "  bindAddress: 127.0.0.1",
+        "  runtime: binary",
+        "  disableQPSLimits: true",
+    ]
+    lines += [f"  {name}: {port}" for name, port in zip(PORTS, ports, strict=True)]
+    # One controller-manager and one scheduler need no leader election; with it, they exit when
+    # kube-apiserver is away longer than their lease (a restart in a fault test) and never return.
+    lines += ["componentsPatches:"]
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        lines += [
+            f"  - name: {component}",
+            "    extraArgs:",
+            "      - {key: leader-elect, value: 'false'}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -60,7 +85,9 @@ class Cluster:
     def kwokctl(self, *args: str) -> str:
         result = subprocess.run(
             [str(self.bin_dir / "kwokctl"), *args, "--name", NAME],
-            env=self._env(), capture_output=True, text=True,
+            env=self._env(),
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"kwokctl {' '.join(args)} failed:\n{result.stderr[-3000:]}")
@@ -69,7 +96,8 @@ class Cluster:
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -82,28 +110,40 @@ class Cluster:
         """Creates the cluster (or starts it again) and waits until it has Ready nodes."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "kwok.yaml"
-        config.write_text(CONFIG)
         if self.running():
             return
         if self._cluster_dir.exists():
             self.kwokctl("start", "cluster")
         else:
             b = self.bin_dir
+            config.write_text(kwokctl_config(free_ports(len(PORTS))))
             self.kwokctl(
-                "create", "cluster", "--config", str(config),
-                "--kube-apiserver-binary", str(b / "kube-apiserver"),
-                "--kube-controller-manager-binary", str(b / "kube-controller-manager"),
-                "--kube-scheduler-binary", str(b / "kube-scheduler"),
-                "--etcd-binary", str(b / "etcd"),
-                "--kwok-controller-binary", str(b / "kwok"),
-                "--wait", "2m",
+                "create",
+                "cluster",
+                "--config",
+                str(config),
+                "--kube-apiserver-binary",
+                str(b / "kube-apiserver"),
+                "--kube-controller-manager-binary",
+                str(b / "kube-controller-manager"),
+                "--kube-scheduler-binary",
+                str(b / "kube-scheduler"),
+                "--etcd-binary",
+                str(b / "etcd"),
+                "--kwok-controller-binary",
+                str(b / "kwok"),
+                "--wait",
+                "2m",
             )
             self.kwokctl("scale", "node", "--replicas", str(nodes))
         self.kubeconfig.write_text(self.kwokctl("get", "kubeconfig"))
         wait_for(self._nodes_ready, 60, "Ready nodes")
         # The "default" ServiceAccount is made by the controller-manager; pods need it.
-        wait_for(lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
-                 60, "the default ServiceAccount")
+        wait_for(
+            lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+            60,
+            "the default ServiceAccount",
+        )
 
     def _nodes_ready(self) -> bool:
         out = self.kubectl("get", "nodes", "--no-headers", check=False).stdout
@@ -127,12 +167,8 @@ class Cluster:
         pid = self._require("kube-apiserver")
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         cwd = os.readlink(f"/proc/{pid}/cwd")
-        terminate(pid)
-        log = open(self._cluster_dir / "logs" / "kube-apiserver.log", "ab")
-        process = subprocess.Popen(
-            [a.decode() for a in argv], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        terminate(pid, timeout=5)  # past that, its graceful shutdown only waits for watches to end
+        process = spawn([a.decode() for a in argv], self._cluster_dir / "logs" / "kube-apiserver.log", cwd=cwd)
         (self._cluster_dir / "pids" / "kube-apiserver.pid").write_text(str(process.pid))
         wait_for(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0, 60, "kube-apiserver")
 
@@ -146,9 +182,7 @@ class Cluster:
         """Deletes the cluster and waits until none of its processes is left."""
         pids = [p for p in (self.pid(c) for c in COMPONENTS) if p]
         if self._cluster_dir.exists():
-            try:
+            with contextlib.suppress(RuntimeError):  # its processes are stopped below anyway
                 self.kwokctl("delete", "cluster")
-            except RuntimeError:
-                pass
         for pid in pids:
             terminate(pid)

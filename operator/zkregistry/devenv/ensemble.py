@@ -17,11 +17,10 @@ import json
 import os
 import signal
 import socket
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from zkregistry.devenv.processes import alive, free_ports, terminate, wait_for
+from zkregistry.devenv.processes import alive, free_ports, spawn, terminate, wait_for
 
 TICK_MS = 250
 
@@ -98,9 +97,7 @@ class Ensemble:
             "maxSessionTimeout=120000",
             "globalOutstandingLimit=10000",
         ]
-        lines += [
-            f"server.{s.myid}=127.0.0.1:{s.peer_port}:{s.election_port}" for s in self.servers
-        ]
+        lines += [f"server.{s.myid}=127.0.0.1:{s.peer_port}:{s.election_port}" for s in self.servers]
         if self.tls:
             lines += [
                 f"secureClientPort={server.secure_port}",
@@ -116,17 +113,18 @@ class Ensemble:
 
     def _launch(self, server: Server) -> None:
         directory = self._dir(server)
-        log = open(directory / "server.log", "ab")
-        process = subprocess.Popen(
+        java = ["java", "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+        process = spawn(
             [
-                "java", "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                *java,
                 f"-Dzookeeper.log.dir={directory}",
                 "-Dzookeeper.jmx.log4j.disable=true",
-                "-cp", f"{self.jars}/*",
+                "-cp",
+                f"{self.jars}/*",
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                 str(directory / "zoo.cfg"),
             ],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            directory / "server.log",
         )
         server.pid = process.pid
         self._save()

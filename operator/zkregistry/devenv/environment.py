@@ -46,8 +46,10 @@ class Environment:
 
     def describe(self) -> str:
         zk = self.ensemble.running()
-        return "\n".join([
-            f"kubeconfig:  {self.cluster.kubeconfig} ({'running' if self.cluster.running() else 'stopped'})",
-            f"zookeeper:   {self.ensemble.connection_string or '-'} (servers running: {zk or 'none'})",
-            f"export KUBECONFIG={self.cluster.kubeconfig} ZKREGISTRY_ZK_HOSTS={self.ensemble.connection_string}",
-        ])
+        return "\n".join(
+            [
+                f"kubeconfig:  {self.cluster.kubeconfig} ({'running' if self.cluster.running() else 'stopped'})",
+                f"zookeeper:   {self.ensemble.connection_string or '-'} (servers running: {zk or 'none'})",
+                f"export KUBECONFIG={self.cluster.kubeconfig} ZKREGISTRY_ZK_HOSTS={self.ensemble.connection_string}",
+            ]
+        )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -40,7 +42,9 @@ def wait_for(
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+            raise TimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last})" if last else "")
+            )
         time.sleep(interval)
 
 
@@ -77,7 +81,14 @@ def terminate(pid: int, timeout: float = 10.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+
+
+def spawn(argv: list[str], log: os.PathLike, **kwargs) -> subprocess.Popen:
+    """Starts `argv` in its own session (a signal to the test run does not reach it), with
+    stdout and stderr appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs
+        )

@@ -1,11 +1,11 @@
 """Operator replicas as separate local processes, for tests, the demo and benchmarks.
 
-    replicas = Replicas(zk_hosts, kubeconfig, workdir, owner="demo", namespaces=["default"])
-    a, b, c = replicas.start(3)
-    leader = replicas.wait_leader()
-    leader.terminate()          # SIGTERM: graceful handover
-    b.kill(); c.pause(); c.resume()
-    replicas.stop_all()
+replicas = Replicas(zk_hosts, kubeconfig, workdir, owner="demo", namespaces=["default"])
+a, b, c = replicas.start(3)
+leader = replicas.wait_leader()
+leader.terminate()          # SIGTERM: graceful handover
+b.kill(); c.pause(); c.resume()
+replicas.stop_all()
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zkregistry.devenv.processes import alive, free_ports, terminate, wait_for
+from zkregistry.devenv.processes import alive, free_ports, spawn, terminate, wait_for
 
 
 @dataclass
@@ -99,20 +99,24 @@ class Replicas:
             **self.env,
         }
         command = [
-            sys.executable, "-m", "zkregistry", "run",
-            "--zk-hosts", self.zk_hosts,
-            "--identity", name,
-            "--owner-id", self.owner,
-            "--session-timeout", str(self.session_timeout),
-            "--http-port", str(port),
+            sys.executable,
+            "-m",
+            "zkregistry",
+            "run",
+            "--zk-hosts",
+            self.zk_hosts,
+            "--identity",
+            name,
+            "--owner-id",
+            self.owner,
+            "--session-timeout",
+            str(self.session_timeout),
+            "--http-port",
+            str(port),
             *(["--namespaces", ",".join(self.namespaces)] if self.namespaces else []),
             *self.extra_args,
         ]
-        with open(log, "ab") as out:
-            process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process = spawn(command, log, env=env)
         replica = Replica(name, process, port, log)
         self.members.append(replica)
         return replica
@@ -123,7 +127,8 @@ class Replicas:
     def wait_leader(self, timeout: float = 60, exclude: Replica | None = None) -> Replica:
         return wait_for(
             lambda: next((r for r in self.running() if r is not exclude and r.is_leader()), None),
-            timeout, "an elected leader",
+            timeout,
+            "an elected leader",
         )
 
     def stop_all(self) -> None:
