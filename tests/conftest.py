@@ -115,3 +115,39 @@ def replicas(ensemble, cluster, namespace, tmp_path) -> Iterator:
     for replica in group.members:
         text = replica.output()
         assert "Traceback" not in text, f"{replica.name} logged an exception:\n{text[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def service_account_kubeconfig(cluster, tmp_path_factory) -> Path:
+    """A kubeconfig that acts as the operator's own ServiceAccount, with deploy/'s RBAC.
+
+    deploy/'s Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding are applied for real,
+    a token is requested for the account (TokenRequest, as the kubelet would), and the kubeconfig
+    names the local cluster's server and CA with that token and nothing else. Run the operator with
+    it to prove that it needs no more than deploy/ grants.
+    """
+    import yaml
+
+    rendered = cluster.kubectl("kustomize", str(CRDS.parent / "deploy")).stdout
+    rbac = [d for d in yaml.safe_load_all(rendered)
+            if d and d["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    folder = tmp_path_factory.mktemp("service-account")
+    (folder / "rbac.yaml").write_text(yaml.safe_dump_all(rbac))
+    cluster.kubectl("apply", "-f", str(folder / "rbac.yaml"))
+    account = next(d["metadata"] for d in rbac if d["kind"] == "ServiceAccount")
+    token = cluster.kubectl(
+        "create", "token", account["name"], "--namespace", account["namespace"], "--duration", "6h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubectl("config", "view", "--raw", "--minify").stdout)
+    user = f"system:serviceaccount:{account['namespace']}:{account['name']}"
+    path = folder / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": user}}],
+        "current-context": "operator",
+    }))
+    path.chmod(0o600)
+    return path
