@@ -20,10 +20,10 @@ e2e:
 	$(PYTEST) tests/e2e -q
 
 demo:
-	$(ENV) bash tools/demo.sh
+	$(ENV) python -m zkregistry.devenv.demo
 
 demo-down:
-	$(ENV) bash tools/demo.sh down
+	$(ENV) python -m zkregistry.devenv.demo down
 
 bench:
 	$(ENV) python -m benchmarks.run

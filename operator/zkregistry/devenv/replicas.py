@@ -80,7 +80,8 @@ class Replicas:
     members: list[Replica] = field(default_factory=list)
 
     def start(self, count: int = 1) -> list[Replica]:
-        started = [self.start_one(f"{self.owner}-{len(self.members) + i}") for i in range(count)]
+        first = len(self.members)
+        started = [self.start_one(f"{self.owner}-{first + i}") for i in range(count)]
         for replica in started:
             wait_for(lambda r=replica: r.get("/readyz")[0] == 200 or not r.alive(), 120, f"{replica.name} ready")
             if not replica.alive():
