@@ -12,7 +12,7 @@ import kopf
 
 from zkregistry import api
 from zkregistry.inventory import Inventory
-from zkregistry.model import Deployment, Pod, Registry, key_of, replicaset_owner
+from zkregistry.model import Deployment, Pod, Registry, key_of, node_zone, replicaset_owner
 
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 
@@ -45,12 +45,17 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
     async def deployment(body: kopf.Body, **_: object) -> None:
         inventory.put_deployment(Deployment.from_body(body))
 
+    @kopf.index("v1", "nodes", registry=handlers)
+    async def node(body: kopf.Body, **_: object) -> None:
+        inventory.put_node(body["metadata"]["name"], node_zone(body))
+
     @kopf.index(api.GROUP, api.VERSION, api.PLURAL, registry=handlers)
     async def service_registry(body: kopf.Body, **_: object) -> None:
         inventory.put_registry(Registry.from_body(body))
 
     removals = {
         ("v1", "pods"): inventory.remove_pod,
+        ("v1", "nodes"): lambda key: inventory.remove_node(key[1]),
         ("apps/v1", "replicasets"): inventory.remove_replicaset,
         ("apps/v1", "deployments"): inventory.remove_deployment,
         (f"{api.GROUP}/{api.VERSION}", api.PLURAL): inventory.remove_registry,

@@ -27,6 +27,7 @@ class Inventory:
         self._pods: dict[Key, Pod] = {}
         self._pods_by_rs: dict[Key, set[str]] = defaultdict(set)
         self._rs_by_deployment: dict[Key, set[str]] = defaultdict(set)
+        self._zones: dict[str, str] = {}  # node -> its topology.kubernetes.io/zone
         #: When each serving pod was first seen serving (time.monotonic), for the latency metric.
         self.serving_since: dict[str, float] = {}
 
@@ -80,6 +81,26 @@ class Inventory:
                 self._rs_by_deployment[(key[0], old)].discard(key[1])
             affected = self._registries_of_deployments(key[0], {old})
         self.on_change(affected)
+
+    def put_node(self, name: str, zone: str | None) -> None:
+        """A node's zone; the registries that copy zones into metadata are told when it changes
+        (rare: kwok's heartbeats and every other node update return at once)."""
+        with self._lock:
+            if self._zones.get(name) == zone:
+                return
+            if zone is None:
+                self._zones.pop(name, None)
+            else:
+                self._zones[name] = zone
+            affected = {
+                key
+                for key in self._registries_of_pods(*(p for p in self._pods.values() if p.node == name))
+                if (r := self._registries.get(key)) is not None and r.zone
+            }
+        self.on_change(affected)
+
+    def remove_node(self, name: str) -> None:
+        self.put_node(name, None)
 
     def put_pod(self, pod: Pod) -> None:
         with self._lock:
@@ -144,7 +165,8 @@ class Inventory:
                 ]
                 for d in deployments
             }
-        return desired_instances(registry, deployments, pods_of)
+            zones = dict(self._zones) if registry.zone else None
+        return desired_instances(registry, deployments, pods_of, zones=zones)
 
     def orphaned_deployments(self) -> list[Deployment]:
         """Deployments annotated for a registry that does not exist in their namespace."""
@@ -165,9 +187,12 @@ class Inventory:
         return _registry_keys(*deployments)
 
     def _registries_of_pods(self, *pods: Pod | None) -> set[Key]:
-        names = {self._replicasets.get((p.namespace, p.replicaset)) for p in pods if p is not None and p.replicaset}
-        namespace = next(p.namespace for p in pods if p is not None) if any(pods) else ""
-        return self._registries_of_deployments(namespace, names)
+        keys: set[Key] = set()
+        for pod in pods:
+            if pod is not None and pod.replicaset:
+                deployment = self._replicasets.get((pod.namespace, pod.replicaset))
+                keys |= self._registries_of_deployments(pod.namespace, {deployment})
+        return keys
 
 
 def _registry_keys(*deployments: Deployment | None) -> set[Key]:

@@ -34,9 +34,20 @@ def _epoch_ms(timestamp: str | None) -> int:
     return int(dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
+#: `additionalPorts` value that means every named container port (the default).
+ALL_PORTS = "*"
+POD_IP, HOST_IP = "PodIP", "HostIP"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+ZONE_KEY = "zone"  # the metadata key of the node's zone
+
+
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """A ServiceRegistry object: where and how its members are registered."""
+    """A ServiceRegistry object: where and how its members are registered.
+
+    The settings after `port` mirror the spec fields of the same meaning (see the CRD):
+    `additionalPorts`, `metadata.podLabels`, `metadata.zone`, `address`, `drainTerminating`.
+    """
 
     namespace: str
     name: str
@@ -45,6 +56,11 @@ class Registry:
     base_path: str
     format: str = "curator"
     port: str | int | None = None  # container port name or number; None: the first declared port
+    additional_ports: tuple[str, ...] = (ALL_PORTS,)  # named extra endpoints; ("*",): every named port
+    pod_labels: tuple[str, ...] = ()  # pod label keys copied into metadata
+    zone: bool = False  # copy the node's topology.kubernetes.io/zone into metadata as "zone"
+    address: str = POD_IP  # PodIP, or HostIP (the node's address with the port's hostPort)
+    drain_terminating: bool = False  # keep a terminating, still Ready pod registered, not enabled
     generation: int = 0
     created: str = ""  # creationTimestamp: the older of two registries claiming a path wins
     deleting: bool = False
@@ -62,6 +78,8 @@ class Registry:
     @classmethod
     def from_body(cls, body: Mapping) -> Registry:
         meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+        additional = spec.get("additionalPorts")
+        metadata = spec.get("metadata") or {}
         return cls(
             namespace=meta.get("namespace") or "",
             name=meta["name"],
@@ -70,6 +88,12 @@ class Registry:
             base_path=spec.get("basePath") or api.DEFAULT_BASE_PATH,
             format=spec.get("format") or "curator",
             port=spec.get("port"),
+            # Absent only when the object predates the field (the schema defaults it).
+            additional_ports=(ALL_PORTS,) if additional is None else tuple(additional),
+            pod_labels=tuple(metadata.get("podLabels") or ()),
+            zone=bool(metadata.get("zone")),
+            address=spec.get("address") or POD_IP,
+            drain_terminating=bool(spec.get("drainTerminating")),
             generation=meta.get("generation") or 0,
             created=meta.get("creationTimestamp") or "",
             deleting=bool(meta.get("deletionTimestamp")),
@@ -88,6 +112,7 @@ class Deployment:
     registry: str | None  # value of the opt-in annotation
     port: str | None  # value of the port annotation
     ports: tuple[tuple[str, int], ...]  # (name, containerPort) of the pod template
+    host_ports: tuple[tuple[int, int], ...] = ()  # (containerPort, hostPort) of the pod template
 
     @property
     def key(self) -> Key:
@@ -105,6 +130,7 @@ class Deployment:
             registry=annotations.get(api.REGISTRY_ANNOTATION),
             port=annotations.get(api.PORT_ANNOTATION),
             ports=container_ports(template),
+            host_ports=host_ports(template),
         )
 
 
@@ -124,6 +150,7 @@ class Pod:
     node: str | None
     ports: tuple[tuple[str, int], ...]
     labels: tuple[tuple[str, str], ...] = ()
+    host_ports: tuple[tuple[int, int], ...] = ()  # (containerPort, hostPort)
 
     @property
     def key(self) -> Key:
@@ -153,6 +180,7 @@ class Pod:
             node=(body.get("spec") or {}).get("nodeName"),
             ports=container_ports(body.get("spec") or {}),
             labels=tuple(sorted((meta.get("labels") or {}).items())),
+            host_ports=host_ports(body.get("spec") or {}),
         )
 
 
@@ -164,6 +192,22 @@ def container_ports(pod_spec: Mapping) -> tuple[tuple[str, int], ...]:
         for p in c.get("ports") or ()
         if "containerPort" in p
     )
+
+
+def host_ports(pod_spec: Mapping) -> tuple[tuple[int, int], ...]:
+    """(containerPort, hostPort) of every declared port of a pod spec that has a hostPort."""
+    return tuple(
+        (int(p["containerPort"]), int(p["hostPort"]))
+        for c in pod_spec.get("containers") or ()
+        for p in c.get("ports") or ()
+        if "containerPort" in p and p.get("hostPort")
+    )
+
+
+def node_zone(body: Mapping) -> str | None:
+    """The topology.kubernetes.io/zone label of a Node object, if it has one: what the inventory
+    keeps per node for `desired_instances(zones=...)`."""
+    return ((body.get("metadata") or {}).get("labels") or {}).get(ZONE_LABEL) or None
 
 
 def replicaset_owner(body: Mapping) -> str | None:
@@ -187,6 +231,9 @@ class Instance:
     pod: str
     deployment: str
     registration_ms: int  # the pod's Ready transition: stable, so the payload is too
+    enabled: bool = True  # False while a terminating pod drains (drainTerminating)
+    endpoints: tuple[tuple[str, int], ...] = ()  # (name, port) at `address`, sorted by name
+    metadata: tuple[tuple[str, str], ...] = ()  # sorted (key, value), from the pod and its node
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,11 +262,14 @@ def desired_instances(
     registry: Registry,
     deployments: Iterable[Deployment],
     pods_of: Mapping[str, Iterable[Pod]],
+    zones: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Instance], list[Problem]]:
     """The registrations that `registry` wants, and the problems that keep any from being made.
 
     `deployments` are the Deployments annotated for this registry; `pods_of` maps a Deployment's
-    name to its pods. A Deployment with a problem registers nothing; the others are unaffected.
+    name to its pods; `zones` maps a node's name to its topology.kubernetes.io/zone label (needed
+    only when the registry copies the zone; a node missing from it adds no zone). A Deployment
+    with a problem registers nothing; the others are unaffected.
     """
     instances: dict[str, Instance] = {}
     problems: list[Problem] = []
@@ -240,18 +290,66 @@ def desired_instances(
                 )
             )
             continue
-        for pod in pods_of.get(deployment.name, ()):
-            if not pod.serving:
-                continue
-            instances[pod.uid] = Instance(
-                id=pod.uid,
-                service=registry.service_name,
-                address=pod.ip or "",
-                # A pod of an older template may number the port differently during a rollout.
-                port=resolve_port(wanted, pod.ports) or port,
-                namespace=pod.namespace,
-                pod=pod.name,
-                deployment=deployment.name,
-                registration_ms=pod.ready_since_ms,
+        if registry.address == HOST_IP and port not in dict(deployment.host_ports):
+            problems.append(
+                Problem(
+                    deployment.key,
+                    "HostPortNotFound",
+                    f"ServiceRegistry {registry.name!r} registers the node's address (address: HostIP), "
+                    f"but container port {port} in the pod template of Deployment {deployment.name!r} "
+                    f"has no hostPort",
+                )
             )
+            continue
+        for pod in pods_of.get(deployment.name, ()):
+            instance = _instance(registry, deployment, pod, wanted, port, zones or {})
+            if instance is not None:
+                instances[pod.uid] = instance
     return instances, problems
+
+
+def registered(pod: Pod, registry: Registry) -> bool:
+    """Whether `registry` registers `pod`: a serving pod, or, with drainTerminating, a terminating
+    one that is still Ready (it is then registered as not enabled until it goes)."""
+    if registry.drain_terminating and pod.terminating:
+        return pod.ready and bool(pod.ip)
+    return pod.serving
+
+
+def _instance(
+    registry: Registry, deployment: Deployment, pod: Pod, wanted: str | int | None, port: int,
+    zones: Mapping[str, str],
+) -> Instance | None:
+    if not registered(pod, registry):
+        return None
+    # A pod of an older template may number the port differently during a rollout.
+    container_port = resolve_port(wanted, pod.ports) or port
+    named = [
+        (name, number) for name, number in pod.ports
+        if name and (ALL_PORTS in registry.additional_ports or name in registry.additional_ports)
+    ]
+    if registry.address == HOST_IP:
+        to_host = dict(pod.host_ports)
+        if not pod.host_ip or container_port not in to_host:
+            return None  # not reachable at its node (an older pod without the hostPort)
+        address, main = pod.host_ip, to_host[container_port]
+        named = [(name, to_host[number]) for name, number in named if number in to_host]
+    else:
+        address, main = pod.ip or "", container_port
+    labels = dict(pod.labels)
+    metadata = {key: labels[key] for key in registry.pod_labels if key in labels}
+    if registry.zone and pod.node and zones.get(pod.node):
+        metadata[ZONE_KEY] = zones[pod.node]
+    return Instance(
+        id=pod.uid,
+        service=registry.service_name,
+        address=address,
+        port=main,
+        namespace=pod.namespace,
+        pod=pod.name,
+        deployment=deployment.name,
+        registration_ms=pod.ready_since_ms,
+        enabled=not pod.terminating,
+        endpoints=tuple(sorted(dict(reversed(named)).items())),  # the first of a name wins
+        metadata=tuple(sorted(metadata.items())),
+    )

@@ -55,6 +55,7 @@ def test_rbac_is_least_privilege():
     assert granted == {
         ("", "pods"): READ,
         ("apps", "replicasets"): READ,
+        ("", "nodes"): READ,
         ("apps", "deployments"): READ,
         ("zkregistry.io", "serviceregistries"): READ | {"patch"},
         ("zkregistry.io", "serviceregistries/status"): {"patch"},

@@ -1,12 +1,21 @@
 """Registration formats: small pure codecs between an `Instance` and a znode's bytes.
 
 A codec says how a registration is named and encoded, and reads back any znode of its format,
-ours or another process's, into a `Member`. Adding a format is adding one module and one line
-in `CODECS`.
+ours or another process's, into a `Member`. Adding a format is adding one module and one entry
+in `FORMATS`.
+
+    codec("curator").encode(instance, owner="prod")   # bytes for the znode
+    codec("serverset").decode("member_0000000007", data)  # Member, or ValueError
+    read_any("member_0000000007", data)                # (codec, Member): whichever format fits
+
+Decoders are strict about what makes a document of their format (so that `read_any` can tell the
+formats apart) and lenient about everything else, as the formats' own readers are: unknown fields
+are ignored, and a field of the wrong type reads as absent.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,7 +24,7 @@ from zkregistry.model import Instance
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A registration as read from ZooKeeper, whoever wrote it."""
+    """A registration as read from ZooKeeper, whoever wrote it. Hashable: tuples, not dicts."""
 
     id: str | None
     address: str | None
@@ -25,7 +34,13 @@ class Member:
     namespace: str | None = None
     pod: str | None = None
     deployment: str | None = None
-    enabled: bool = True
+    enabled: bool = True  # Curator `enabled`; serverset `status == ALIVE`
+    service: str | None = None  # Curator `name`; serversets do not say
+    ssl_port: int | None = None  # Curator `sslPort`
+    registration_ms: int | None = None  # Curator `registrationTimeUTC`
+    shard: int | None = None  # serverset `shard`
+    metadata: tuple[tuple[str, str], ...] = ()  # sorted (key, value)
+    endpoints: tuple[tuple[str, str, int], ...] = ()  # sorted (name, host, port): the extra named endpoints
 
 
 class Codec(Protocol):
@@ -47,8 +62,70 @@ class Codec(Protocol):
         ...
 
 
+#: Every format's name, which is also its module's; `read_any` tries them in this order.
+FORMATS: tuple[str, ...] = ("curator", "serverset")
+
+
 def codec(name: str) -> Codec:
     """The codec of format `name`; raises KeyError for an unknown one."""
-    from zkregistry.formats import curator, serverset
+    if name not in FORMATS:
+        raise KeyError(name)
+    from importlib import import_module
 
-    return {"curator": curator.CODEC, "serverset": serverset.CODEC}[name]
+    return import_module(f"zkregistry.formats.{name}").CODEC
+
+
+def read_any(name: str, data: bytes, prefer: str | None = None) -> tuple[Codec, Member]:
+    """Decodes a znode of any known format, trying `prefer` first, then each format in turn.
+
+    Raises ValueError, naming every format's complaint, if no format reads it.
+    """
+    order = ([prefer] if prefer in FORMATS else []) + [n for n in FORMATS if n != prefer]
+    complaints = []
+    for format_name in order:
+        candidate = codec(format_name)
+        try:
+            return candidate, candidate.decode(name, data)
+        except ValueError as error:
+            complaints.append(str(error))
+    raise ValueError("; ".join(complaints))
+
+
+# -- helpers shared by the codecs ---------------------------------------------------------------
+
+
+def load_object(data: bytes, what: str) -> dict:
+    """`data` as a JSON object: strict UTF-8 and strict JSON (no NaN or Infinity, which Java's
+    JSON readers reject), or ValueError naming `what`."""
+    try:
+        document = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"not {what}: {error}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"not {what}: not a JSON object")
+    return document
+
+
+def _reject_constant(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def dump(document: dict) -> bytes:
+    """Compact, deterministic JSON as UTF-8."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def as_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def as_int(value: object) -> int | None:
+    """An integer that JSON spelled as one (true and false are not ports)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def string_map(value: object) -> tuple[tuple[str, str], ...]:
+    """The string-valued entries of a JSON object, sorted; anything else reads as empty."""
+    if not isinstance(value, dict):
+        return ()
+    return tuple(sorted((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str)))

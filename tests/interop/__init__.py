@@ -1,0 +1,1 @@
+"""Programs of other ecosystems that the tests run against zkregistry (see curator/)."""
