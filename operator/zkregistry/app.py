@@ -51,6 +51,7 @@ class Operator:
             self.election,
             owner=settings.owner_id,
             paused=self.paused,
+            parent_acl=zk.parent_acl(settings),
             resync_seconds=settings.resync_seconds,
             on_reconciled=lambda keys: self.reporter.changed(keys),
         )

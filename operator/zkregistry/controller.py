@@ -42,6 +42,7 @@ class Controller:
         election: Election,
         owner: str,
         paused: threading.Event,
+        parent_acl: list | None = None,
         resync_seconds: float = 30.0,
         on_reconciled: Callable[[Iterable[Key]], None] = lambda keys: None,
     ) -> None:
@@ -53,6 +54,7 @@ class Controller:
         self.owner = owner
         self.resync_seconds = resync_seconds
         self.on_reconciled = on_reconciled
+        self.parent_acl = parent_acl
         self.paused = paused  # set during a graceful handover: never write again
         self._dirty: set[str] = set()
         self._wake = threading.Condition()
@@ -148,7 +150,7 @@ class Controller:
     def _write(self, path: str, desired: dict[str, Wanted]) -> None:
         session = self.client.client_id[0] if self.client.client_id else 0
         if (session, path) not in self._ensured and desired:
-            self.client.ensure_path(path, acl=self.writer.acl)
+            self.client.ensure_path(path, acl=self.parent_acl)
             self._ensured.add((session, path))
         for _ in range(ATTEMPTS):
             plan = calculate(desired, self.membership.snapshot(path), self.owner, session)
@@ -165,6 +167,12 @@ class Controller:
             if not outcome.failed:
                 self._observe_registered(plan.ops)
                 return
+            # The path itself may be gone: Curator creates service paths as container znodes,
+            # which ZooKeeper deletes once they are empty.
+            self._ensured.discard((session, path))
+            if desired:
+                self.client.ensure_path(path, acl=self.parent_acl)
+                self._ensured.add((session, path))
             self.membership.refresh(path)
 
     def _observe_registered(self, ops: Iterable[Op]) -> None:

@@ -19,6 +19,13 @@ def acl(settings: Settings) -> list[ACL] | None:
     return [make_digest_acl(user, password, all=True), ACL(Permissions.READ, Id(scheme, identity))]
 
 
+def parent_acl(settings: Settings) -> list[ACL] | None:
+    """The service paths that we create: as `acl`, except that anyone may add a member of its
+    own (a service outside Kubernetes registering itself), which it then owns."""
+    own = acl(settings)
+    return None if own is None else [*own, ACL(Permissions.CREATE, Id("world", "anyone"))]
+
+
 def client(settings: Settings) -> KazooClient:
     """A client that is not started; it retries connecting forever."""
     return KazooClient(

@@ -15,10 +15,10 @@ def metric(text: str, name: str, labels: str = "") -> float | None:
 
 
 def test_metrics_and_probes(kube_api, zk, namespace, replicas):
-    leader, standby = replicas.start(2)
-    if not leader.is_leader():
-        leader, standby = standby, leader
-    assert leader.is_leader() and not standby.is_leader()
+    started = replicas.start(2)
+    leader = replicas.wait_leader()  # ready (inventory listed) comes before the election
+    (standby,) = [r for r in started if r is not leader]
+    assert not standby.is_leader()
     for replica in (leader, standby):
         assert replica.get("/healthz") == (200, "ok\n")
         assert replica.get("/readyz") == (200, "ok\n")

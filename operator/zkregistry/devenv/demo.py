@@ -67,8 +67,9 @@ def tree(hosts: str, path: str) -> str:
             data, stat = client.get(f"{path}/{name}")
             instance = json.loads(data)
             payload = instance.get("payload") or {}
+            branch = "└──" if name == names[-1] else "├──"
             lines.append(
-                f"{'└──' if name == names[-1] else '├──'} {name}  {instance['address']}:{instance['port']}  pod={payload.get('pod')} "
+                f"{branch} {name}  {instance['address']}:{instance['port']}  pod={payload.get('pod')} "
                 f"ephemeralOwner=0x{stat.ephemeralOwner:x}"
             )
         return "\n".join(lines)

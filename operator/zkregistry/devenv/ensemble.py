@@ -102,7 +102,6 @@ class Ensemble:
             lines += [
                 f"secureClientPort={server.secure_port}",
                 "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-                "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
                 f"ssl.keyStore.location={self.tls['keystore']}",
                 f"ssl.keyStore.password={self.tls['password']}",
                 f"ssl.trustStore.location={self.tls['truststore']}",

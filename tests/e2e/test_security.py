@@ -1,0 +1,189 @@
+"""Issue 6: the operator runs with nothing but its own ServiceAccount's rights, and talks to
+ZooKeeper over TLS with digest credentials, so that other clients can read its registrations but
+not change them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+
+from conftest import _required, eventually
+from kit import apply_registry, create_deployment, get_registry, ready_pods, registered
+from zkregistry.devenv.ensemble import Ensemble
+from zkregistry.devenv.replicas import Replicas
+
+PASSWORD = "keystore-secret"
+
+
+def test_operator_works_with_its_service_account(
+    kube_api, zk, namespace, ensemble, service_account_kubeconfig, tmp_path
+):
+    group = Replicas(
+        ensemble.connection_string,
+        service_account_kubeconfig,
+        tmp_path / "replicas",
+        owner=namespace,
+        namespaces=[namespace],
+        session_timeout=2.0,
+    )
+    try:
+        (replica,) = group.start(1)
+        apply_registry(kube_api, namespace, "web")
+        create_deployment(kube_api, namespace, "web", replicas=2, registry="web")
+        path = f"/{namespace}/web"
+        eventually(
+            lambda: (
+                (p := ready_pods(kube_api, namespace, "web")) and len(p) == 2 and registered(zk, path, namespace) == p
+            ),
+            60,
+            "registrations made under the ServiceAccount",
+        )
+        eventually(
+            lambda: (get_registry(kube_api, namespace, "web").get("status") or {}).get("memberCount") == 2,
+            30,
+            "status written under the ServiceAccount",
+        )
+        # kopf tries to list namespaces when it is given some; it then watches the ones named.
+        refused = [
+            line
+            for line in replica.output().splitlines()
+            if "Forbidden" in line and 'cannot list resource "namespaces"' not in line
+        ]
+        assert not refused, refused
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture
+def tls_ensemble(tmp_path) -> Iterator[tuple[Ensemble, str]]:
+    """A one-server ensemble with a TLS client port; yields it and the CA file (PEM)."""
+    keystore, ca = tmp_path / "server.jks", tmp_path / "ca.pem"
+    subprocess.run(
+        [
+            "keytool",
+            "-genkeypair",
+            "-alias",
+            "zk",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-validity",
+            "2",
+            "-dname",
+            "CN=127.0.0.1",
+            "-ext",
+            "SAN=ip:127.0.0.1",
+            "-keystore",
+            str(keystore),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            PASSWORD,
+            "-keypass",
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "keytool",
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "zk",
+            "-keystore",
+            str(keystore),
+            "-storepass",
+            PASSWORD,
+            "-file",
+            str(ca),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    truststore = tmp_path / "trust.jks"
+    subprocess.run(
+        [
+            "keytool",
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ca",
+            "-file",
+            str(ca),
+            "-keystore",
+            str(truststore),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls = {"keystore": str(keystore), "truststore": str(truststore), "password": PASSWORD}
+    secure = Ensemble(tmp_path / "zk", _required("ZKREGISTRY_ZOOKEEPER"), size=1, tls=tls)
+    secure.start()
+    yield secure, str(ca)
+    secure.stop()
+
+
+def test_tls_and_digest_acls(kube_api, namespace, cluster, tls_ensemble, tmp_path):
+    secure, ca = tls_ensemble
+    group = Replicas(
+        secure.secure_connection_string,
+        cluster.kubeconfig,
+        tmp_path / "replicas",
+        owner=namespace,
+        namespaces=[namespace],
+        session_timeout=2.0,
+        extra_args=["--zk-tls", "--zk-ca-file", ca, "--zk-digest", "zkregistry:s3cret"],
+    )
+    outsider = KazooClient(secure.connection_string, timeout=10)  # the plain port, no credentials
+    outsider.start(timeout=30)
+    try:
+        group.start(1)
+        apply_registry(kube_api, namespace, "web")
+        create_deployment(kube_api, namespace, "web", replicas=2, registry="web")
+        path = f"/{namespace}/web"
+        pods = eventually(
+            lambda: (
+                (p := ready_pods(kube_api, namespace, "web"))
+                and len(p) == 2
+                and registered(outsider, path, namespace) == p
+                and p
+            ),
+            60,
+            "registrations made over TLS, readable by anyone",
+        )
+        name = next(iter(pods))
+        node = f"{path}/{name}"
+        assert json.loads(outsider.get(node)[0])["payload"]["pod"]
+        with pytest.raises(NoAuthError):
+            outsider.delete(node)
+        with pytest.raises(NoAuthError):
+            outsider.set(node, b"{}")
+        with pytest.raises(NoAuthError):
+            outsider.delete(f"{path}")
+        # Others may still register members of their own under the service path.
+        outsider.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"10.9.9.9","port":1}', ephemeral=True)
+        eventually(
+            lambda: any(
+                m["id"] == "vm-1"
+                for m in (get_registry(kube_api, namespace, "web").get("status") or {}).get("members", ())
+            ),
+            30,
+            "the outsider's member in status",
+        )
+        assert registered(outsider, path, namespace) == pods
+    finally:
+        outsider.stop()
+        outsider.close()
+        group.stop_all()
