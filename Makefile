@@ -8,7 +8,7 @@ PYTEST := $(ENV) python -m pytest
 test: lint unit zk e2e
 
 lint:
-	$(ENV) ruff check operator tests benchmarks
+	$(ENV) ruff check .
 
 unit:
 	$(PYTEST) tests/unit -q
