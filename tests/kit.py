@@ -8,6 +8,7 @@ import kubernetes
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
+from conftest import eventually
 from zkregistry import api
 
 
@@ -155,3 +156,24 @@ def events_for(kube_api, namespace: str, name: str, reason: str | None = None) -
         namespace, field_selector=f"involvedObject.name={name}"
     )
     return [e for e in events.items if reason is None or e.reason == reason]
+
+
+def in_sync(
+    kube_api,
+    zk: KazooClient,
+    namespace: str,
+    path: str,
+    app: str = "web",
+    count: int | None = None,
+    timeout: float = 60,
+) -> dict[str, str]:
+    """Waits until `path` holds exactly the Ready pods of `app` (`count` of them, if given), as
+    registrations of the operator whose owner id is the namespace; returns them (uid -> IP)."""
+
+    def check():
+        pods = ready_pods(kube_api, namespace, app)
+        if count is not None and len(pods) != count:
+            return None
+        return pods if registered(zk, path, namespace) == pods else None
+
+    return eventually(check, timeout, f"{path} to hold exactly the Ready pods of {app}")

@@ -14,7 +14,7 @@ from kit import (
     create_deployment,
     events_for,
     get_registry,
-    ready_pods,
+    in_sync,
     registered,
 )
 from zkregistry import api
@@ -62,16 +62,7 @@ def test_missing_registry_and_missing_port_warn_and_recover(kube_api, zk, namesp
     )
     create_deployment(kube_api, namespace, "lost", replicas=1, registry="nope")
     path = f"/{namespace}/web"
-    good = eventually(
-        lambda: (
-            (p := ready_pods(kube_api, namespace, "good"))
-            and len(p) == 2
-            and registered(zk, path, namespace) == p
-            and p
-        ),
-        60,
-        "the good Deployment registered",
-    )
+    good = in_sync(kube_api, zk, namespace, path, app="good", count=2)
 
     port_warning = eventually(
         lambda: events_for(kube_api, namespace, "noport", "PortNotFound"), 30, "PortNotFound Event"
@@ -111,13 +102,7 @@ def test_two_registries_on_one_path(kube_api, zk, namespace, replicas):
     create_deployment(kube_api, namespace, "a", replicas=2, registry="first")
     create_deployment(kube_api, namespace, "b", replicas=1, registry="second")
     path = f"/{namespace}/shared"
-    a = eventually(
-        lambda: (
-            (p := ready_pods(kube_api, namespace, "a")) and len(p) == 2 and registered(zk, path, namespace) == p and p
-        ),
-        60,
-        "the first registry's pods",
-    )
+    a = in_sync(kube_api, zk, namespace, path, app="a", count=2)
 
     def conflict():
         conditions = (get_registry(kube_api, namespace, "second").get("status") or {}).get("conditions") or ()

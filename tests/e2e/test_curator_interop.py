@@ -11,7 +11,7 @@ import pytest
 
 from conftest import eventually
 from interop.harness import CuratorProgram
-from kit import apply_registry, create_deployment, get_registry, ready_pods, registered, scale
+from kit import apply_registry, create_deployment, get_registry, in_sync, ready_pods, scale
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,7 @@ def test_curator_discovers_the_operators_registrations(program, kube_api, zk, en
     apply_registry(kube_api, namespace, "web", port="http", metadata={"podLabels": ["app"]})
     create_deployment(kube_api, namespace, "web", replicas=3, registry="web", ports=(("http", 8080), ("admin", 9000)))
     replicas.start(1)
-    pods = eventually(
-        lambda: (p := ready_pods(kube_api, namespace, "web")) and len(p) == 3 and registered(zk, path, namespace) == p
-        and p, 90, "the 3 Ready pods registered",
-    )
+    pods = in_sync(kube_api, zk, namespace, path, count=3, timeout=90)
 
     with program.run("watch", ensemble.connection_string, base, "web") as watch:
         # Curator's ServiceCache sees the three pods, as Curator's own instances.
@@ -46,8 +43,9 @@ def test_curator_discovers_the_operators_registrations(program, kube_api, zk, en
         took = down["t"] / 1000 - started
         print(f"Curator's ServiceCache saw the scale-down {took:.3f} s after the scale request")
         assert set(down["ids"]) < set(pods)
-        remaining = eventually(lambda: (p := ready_pods(kube_api, namespace, "web")) and len(p) == 2 and p, 60,
-                               "2 Ready pods")
+        remaining = eventually(
+            lambda: (p := ready_pods(kube_api, namespace, "web")) and len(p) == 2 and p, 60, "2 Ready pods"
+        )
         assert set(down["ids"]) == set(remaining)
 
         # A service registered by Curator itself, next to the operator's registrations.

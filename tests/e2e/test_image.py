@@ -80,7 +80,9 @@ def test_build_stage_steps_give_a_working_zkregistry(tmp_path: Path):
     entrypoint = json.loads(dict(final)["ENTRYPOINT"])
     result = subprocess.run(
         [shutil.which(entrypoint[0], path=run_env["PATH"]), *entrypoint[1:], "--help"],
-        env=run_env, capture_output=True, text=True,
+        env=run_env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "--zk-hosts" in result.stdout and "ZKREGISTRY_ZK_HOSTS" in result.stdout

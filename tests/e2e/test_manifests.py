@@ -25,12 +25,21 @@ EVERYTHING = {
     "image": {"repository": "registry.example/zkregistry", "tag": "dev", "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "pull"}],
     "zookeeper": {
-        "hosts": "zk-a:2281,zk-b:2281", "chroot": "/prod", "sessionTimeout": 6, "reader": "digest:reader:x=",
-        "credentialsSecret": "zk-creds", "tls": {"enabled": True, "secret": "zk-tls", "clientCertificate": True},
+        "hosts": "zk-a:2281,zk-b:2281",
+        "chroot": "/prod",
+        "sessionTimeout": 6,
+        "reader": "digest:reader:x=",
+        "credentialsSecret": "zk-creds",
+        "tls": {"enabled": True, "secret": "zk-tls", "clientCertificate": True},
     },
     "operator": {
-        "ownerId": "prod", "root": "/zkr/prod", "namespaces": ["a", "b"], "logFormat": "text",
-        "logLevel": "DEBUG", "resyncSeconds": 10, "handoverTimeout": 20,
+        "ownerId": "prod",
+        "root": "/zkr/prod",
+        "namespaces": ["a", "b"],
+        "logFormat": "text",
+        "logLevel": "DEBUG",
+        "resyncSeconds": 10,
+        "handoverTimeout": 20,
         "extraEnv": [{"name": "EXTRA", "value": "1"}],
     },
     "serviceAccount": {"annotations": {"example.com/role": "zkregistry"}},
@@ -38,18 +47,20 @@ EVERYTHING = {
     "podAnnotations": {"example.com/note": "yes"},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
-    "topologySpreadConstraints": [{
-        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "zkregistry"}},
-    }],
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "zkregistry"}},
+        }
+    ],
     "priorityClassName": "system-cluster-critical",
 }
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(Path(os.environ["ZKREGISTRY_BIN"]) / "helm"), *args], capture_output=True, text=True
-    )
+    result = subprocess.run([str(Path(os.environ["ZKREGISTRY_BIN"]) / "helm"), *args], capture_output=True, text=True)
     if check:
         assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result
@@ -99,10 +110,18 @@ def deploy_docs(cluster) -> list[dict]:
 
 def test_deploy_is_accepted(cluster, deploy_docs, tmp_path):
     kinds = sorted(d["kind"] for d in deploy_docs)
-    assert kinds == sorted([
-        "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
-        "PodDisruptionBudget", "Service",
-    ])
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Service",
+        ]
+    )
     result = dry_run(cluster, deploy_docs, tmp_path)
     assert PSA_WARNING not in result.stderr, result.stderr
 

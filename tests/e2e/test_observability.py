@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import eventually
-from kit import apply_registry, create_deployment, ready_pods, registered
+from kit import apply_registry, create_deployment, in_sync
 
 
 def metric(text: str, name: str, labels: str = "") -> float | None:
@@ -26,11 +26,7 @@ def test_metrics_and_probes(kube_api, zk, namespace, replicas):
     apply_registry(kube_api, namespace, "web")
     create_deployment(kube_api, namespace, "web", replicas=3, registry="web")
     path = f"/{namespace}/web"
-    eventually(
-        lambda: (p := ready_pods(kube_api, namespace, "web")) and len(p) == 3 and registered(zk, path, namespace) == p,
-        60,
-        "3 registrations",
-    )
+    in_sync(kube_api, zk, namespace, path, count=3)
     labels = f'namespace="{namespace}",registry="web"'
     text = eventually(
         lambda: (t := leader.get("/metrics")[1]) and metric(t, "zkregistry_registrations", labels) == 3 and t,

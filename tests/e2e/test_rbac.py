@@ -28,7 +28,9 @@ def as_operator(cluster, service_account_kubeconfig):
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(service_account_kubeconfig), *args],
-            input=input, capture_output=True, text=True,
+            input=input,
+            capture_output=True,
+            text=True,
         )
 
     return run
@@ -106,8 +108,16 @@ def test_real_requests(cluster, kube_api, namespace, as_operator, service_accoun
     # What it must not do: each refused by the authorizer, not failed for another reason.
     refused = {
         "create a Pod": as_operator("run", "intruder", "--image=busybox", "-n", namespace),
-        "patch a Deployment": as_operator("patch", "deployment", "web", "-n", namespace, "--type=merge",
-                                          "-p", '{"metadata": {"annotations": {"x": "y"}}}'),
+        "patch a Deployment": as_operator(
+            "patch",
+            "deployment",
+            "web",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"metadata": {"annotations": {"x": "y"}}}',
+        ),
         "scale a Deployment": as_operator("scale", "deployment", "web", "--replicas=5", "-n", namespace),
         "read a Secret": as_operator("get", "secret", "zk", "-n", namespace),
         "list Secrets": as_operator("get", "secrets", "--all-namespaces"),

@@ -16,8 +16,8 @@ from kit import (
     create_deployment,
     delete_registry,
     get_registry,
+    in_sync,
     patch_deployment,
-    ready_pods,
     registered,
     registry_exists,
     scale,
@@ -25,18 +25,6 @@ from kit import (
     znodes,
 )
 from zkregistry import api
-
-
-def in_sync(kube_api, zk, namespace, path, app="web", count=None):
-    """Waits until ZooKeeper holds exactly the Ready pods of `app`; returns them."""
-
-    def check():
-        pods = ready_pods(kube_api, namespace, app)
-        if count is not None and len(pods) != count:
-            return None
-        return pods if registered(zk, path, namespace) == pods else None
-
-    return eventually(check, 60, f"{path} to hold exactly the Ready pods of {app}")
 
 
 @pytest.mark.parametrize("replica_count", [1, 3])

@@ -19,9 +19,13 @@ def test_defaults_are_filled_in_by_the_schema(kube_api, namespace):
 
 def test_settings_are_accepted(kube_api, namespace):
     apply_registry(
-        kube_api, namespace, "full", additionalPorts=["admin", "metrics"],
+        kube_api,
+        namespace,
+        "full",
+        additionalPorts=["admin", "metrics"],
         metadata={"podLabels": ["version", "app.kubernetes.io/version"], "zone": True},
-        address="HostIP", drainTerminating=True,
+        address="HostIP",
+        drainTerminating=True,
     )
     spec = get_registry(kube_api, namespace, "full")["spec"]
     assert spec["additionalPorts"] == ["admin", "metrics"] and spec["metadata"]["zone"] is True

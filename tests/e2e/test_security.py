@@ -13,7 +13,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
 from conftest import _required, eventually
-from kit import apply_registry, create_deployment, get_registry, ready_pods, registered
+from kit import apply_registry, create_deployment, get_registry, in_sync, registered
 from zkregistry.devenv.ensemble import Ensemble
 from zkregistry.devenv.replicas import Replicas
 
@@ -36,13 +36,7 @@ def test_operator_works_with_its_service_account(
         apply_registry(kube_api, namespace, "web")
         create_deployment(kube_api, namespace, "web", replicas=2, registry="web")
         path = f"/{namespace}/web"
-        eventually(
-            lambda: (
-                (p := ready_pods(kube_api, namespace, "web")) and len(p) == 2 and registered(zk, path, namespace) == p
-            ),
-            60,
-            "registrations made under the ServiceAccount",
-        )
+        in_sync(kube_api, zk, namespace, path, count=2)
         eventually(
             lambda: (get_registry(kube_api, namespace, "web").get("status") or {}).get("memberCount") == 2,
             30,
@@ -153,16 +147,7 @@ def test_tls_and_digest_acls(kube_api, namespace, cluster, tls_ensemble, tmp_pat
         apply_registry(kube_api, namespace, "web")
         create_deployment(kube_api, namespace, "web", replicas=2, registry="web")
         path = f"/{namespace}/web"
-        pods = eventually(
-            lambda: (
-                (p := ready_pods(kube_api, namespace, "web"))
-                and len(p) == 2
-                and registered(outsider, path, namespace) == p
-                and p
-            ),
-            60,
-            "registrations made over TLS, readable by anyone",
-        )
+        pods = in_sync(kube_api, outsider, namespace, path, count=2)  # made over TLS, readable by anyone
         name = next(iter(pods))
         node = f"{path}/{name}"
         assert json.loads(outsider.get(node)[0])["payload"]["pod"]
