@@ -10,6 +10,7 @@ watching a service never see a member disappear.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -133,13 +134,19 @@ class Operator:
         """Graceful stop: hand over leadership without a gap, then stop everything."""
         self.paused.set()
         was_leader = self.election.leader
-        successors = self.election.others()
-        self.election.leave()
+        try:
+            successors = self.election.others()
+            self.election.leave()
+        except KazooException as error:  # ZooKeeper unreachable: the session will expire instead
+            log.warning("could not leave the election: %s", type(error).__name__)
+            successors = 0
         if was_leader and successors:
             deadline = time.monotonic() + self.settings.handover_timeout
             log.info("handing over to the next replica (up to %.0f s)", self.settings.handover_timeout)
+            left = -1
             while time.monotonic() < deadline:
-                left = self.controller.own_registrations()
+                with contextlib.suppress(KazooException):  # a blip: ask again
+                    left = self.controller.own_registrations()
                 if left == 0:
                     log.info("handover complete")
                     break

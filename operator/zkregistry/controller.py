@@ -72,8 +72,9 @@ class Controller:
             registry = self.inventory.registry(key)
             if registry is not None:
                 paths.add(registry.service_path)
-            if key in self._paths:
-                paths.add(self._paths[key])
+            last = self._paths.get(key)  # read on kopf's thread, so no check-then-get
+            if last is not None:
+                paths.add(last)
         self._mark(paths)
 
     def path_changed(self, path: str) -> None:
@@ -109,7 +110,10 @@ class Controller:
                 metrics.RESYNCS.inc()
                 next_resync = time.monotonic() + self.resync_seconds
                 paths |= self._all_paths()
-                self.membership.refresh_all()
+                try:
+                    self.membership.refresh_all()
+                except KazooException as error:  # the reconnect refreshes again
+                    log.warning("resync could not read ZooKeeper: %s", type(error).__name__)
             for path in sorted(paths):
                 try:
                     self.reconcile(path)

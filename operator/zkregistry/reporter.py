@@ -69,7 +69,8 @@ class Reporter:
                 keys, self._dirty = self._dirty, set()
             if not self._may_write():
                 continue
-            keys |= {r.key for r in self.inventory.registries()} if not keys else set()
+            if not keys:  # woken by the period, not by a change: check every registry
+                keys = {r.key for r in self.inventory.registries()}
             try:
                 self.report(keys)
             except Exception:
