@@ -66,20 +66,14 @@ class Operator:
         metrics.LEADER.set(1 if self.election.writable else 0)
         metrics.ZK_CONNECTED.set(1 if self.election.connected else 0)
         if self.election.writable:
-            self.controller.resync()  # take over: plan every path against what is really there
+            self.controller.resync(refresh=False)  # take over at once, from the warm mirror
         self.reporter.changed(r.key for r in self.inventory.registries())
 
     def _connection_changed(self, state: str) -> None:
         if state == KazooState.CONNECTED:
-            # A new session has lost its watches; an old one may have missed changes.
-            self.client.handler.spawn(self._after_connect)
-
-    def _after_connect(self) -> None:
-        try:
-            self.membership.refresh_all()
-        except KazooException as error:  # lost again already; the next CONNECTED retries
-            log.warning("refresh after reconnect failed: %s", type(error).__name__)
-        self.controller.resync()
+            # A new session has lost its watches, an old one may have missed changes: the
+            # controller reads every path again (on its thread; this one must not block).
+            self.controller.resync()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -143,16 +137,15 @@ class Operator:
         if was_leader and successors:
             deadline = time.monotonic() + self.settings.handover_timeout
             log.info("handing over to the next replica (up to %.0f s)", self.settings.handover_timeout)
-            left = -1
-            while time.monotonic() < deadline:
-                with contextlib.suppress(KazooException):  # a blip: ask again
-                    left = self.controller.own_registrations()
-                if left == 0:
-                    log.info("handover complete")
-                    break
+            left = self.controller.own_registrations()
+            while left and time.monotonic() < deadline:
                 time.sleep(0.1)
+                with contextlib.suppress(KazooException):  # a blip: ask again
+                    left = self.controller.still_owned(left)
+            if left:
+                log.warning("handover deadline passed; %d registrations go with this session", len(left))
             else:
-                log.warning("handover deadline passed; %d registrations go with this session", left)
+                log.info("handover complete")
         self.stop.set()
         self.client.stop()
         self.client.close()

@@ -23,22 +23,31 @@ def main(argv: list[str] | None = None) -> int:
     config.add_arguments(run)
 
     discover = commands.add_parser(
-        "discover", help="list (or watch) the instances of a service in ZooKeeper",
+        "discover",
+        help="list (or watch) the instances of a service in ZooKeeper",
         description="List the instances registered for SERVICE at <base path>/SERVICE, in any format "
         "(Curator, serverset), by zkregistry or by anyone else. Exit status: 0 found, 1 service "
         "not found or ZooKeeper unreachable, 2 usage.",
     )
     discover.error = _one_line_error(discover)  # type: ignore[method-assign]
     discover.add_argument("service", metavar="SERVICE")
-    discover.add_argument("--zk-hosts", default=None,
-                          help="ZooKeeper servers, host:port[,host:port...][/chroot] "
-                          "[ZKREGISTRY_ZK_HOSTS, default 127.0.0.1:2181]")
+    discover.add_argument(
+        "--zk-hosts",
+        default=None,
+        help="ZooKeeper servers, host:port[,host:port...][/chroot] [ZKREGISTRY_ZK_HOSTS, default 127.0.0.1:2181]",
+    )
     discover.add_argument("--base-path", default="/services", help="parent znode of services (default /services)")
     discover.add_argument("--watch", action="store_true", help="keep printing the instances after each change")
-    discover.add_argument("--output", "-o", choices=["table", "json"], default="table",
-                          help="table (default) or json (one JSON document per line)")
-    discover.add_argument("--connect-timeout", type=float, default=5.0,
-                          help="seconds to wait for ZooKeeper before giving up (default 5)")
+    discover.add_argument(
+        "--output",
+        "-o",
+        choices=["table", "json"],
+        default="table",
+        help="table (default) or json (one JSON document per line)",
+    )
+    discover.add_argument(
+        "--connect-timeout", type=float, default=5.0, help="seconds to wait for ZooKeeper before giving up (default 5)"
+    )
 
     dev = commands.add_parser("dev", help="a local Kubernetes cluster and ZooKeeper ensemble")
     dev.add_argument("action", choices=["up", "down", "status"])

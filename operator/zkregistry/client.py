@@ -81,7 +81,11 @@ class ZooKeeperUnavailable(DiscoveryError, ConnectionError):  # noqa: N818 (the 
 
 
 _CONNECTION_ERRORS = (
-    ConnectionLoss, SessionExpiredError, ConnectionClosedError, OperationTimeoutError, KazooTimeoutError,
+    ConnectionLoss,
+    SessionExpiredError,
+    ConnectionClosedError,
+    OperationTimeoutError,
+    KazooTimeoutError,
 )
 
 
@@ -144,12 +148,22 @@ class ServiceInstance:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; fields that are not known are left out."""
         out: dict[str, Any] = {
-            "name": self.name, "id": self.id, "znode": self.znode, "format": self.format,
-            "address": self.address, "port": self.port, "enabled": self.enabled,
+            "name": self.name,
+            "id": self.id,
+            "znode": self.znode,
+            "format": self.format,
+            "address": self.address,
+            "port": self.port,
+            "enabled": self.enabled,
         }
         optional = {
-            "sslPort": self.ssl_port, "registrationTimeUTC": self.registration_ms, "shard": self.shard,
-            "owner": self.owner, "namespace": self.namespace, "pod": self.pod, "deployment": self.deployment,
+            "sslPort": self.ssl_port,
+            "registrationTimeUTC": self.registration_ms,
+            "shard": self.shard,
+            "owner": self.owner,
+            "namespace": self.namespace,
+            "pod": self.pod,
+            "deployment": self.deployment,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         out["metadata"] = dict(self.metadata)
@@ -341,8 +355,13 @@ class ServiceDiscovery:
             raise DiscoveryError(f"not allowed to read {path}") from None
 
 
-def read_instances(discovery: ServiceDiscovery, service: str, path: str, names: Iterable[str],
-                   watch: Callable[[WatchedEvent], None] | None = None) -> list[ServiceInstance]:
+def read_instances(
+    discovery: ServiceDiscovery,
+    service: str,
+    path: str,
+    names: Iterable[str],
+    watch: Callable[[WatchedEvent], None] | None = None,
+) -> list[ServiceInstance]:
     """Reads the children `names` of `path` in parallel (setting `watch` on each), sorted by id.
     A child that is gone meanwhile, or not of any known format, is left out."""
     reads = [(name, discovery.client.get_async(f"{path}/{name}", watch=watch)) for name in names]
@@ -558,8 +577,13 @@ class _Feed:
 class ServiceProvider:
     """Chooses an instance of a service with a strategy, among those that pass every filter."""
 
-    def __init__(self, cache: ServiceCache, strategy: ProviderStrategy, filters: Sequence[InstanceFilter] = (),
-                 owns_cache: bool = False) -> None:
+    def __init__(
+        self,
+        cache: ServiceCache,
+        strategy: ProviderStrategy,
+        filters: Sequence[InstanceFilter] = (),
+        owns_cache: bool = False,
+    ) -> None:
         self.cache = cache
         self.strategy = strategy
         self.filters = list(filters)
@@ -587,4 +611,3 @@ class ServiceProvider:
     def get_instance(self) -> ServiceInstance | None:
         """One instance chosen by the strategy, or None if none passes the filters."""
         return self.strategy.choose(self.get_all_instances())
-

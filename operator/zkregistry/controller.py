@@ -63,6 +63,7 @@ class Controller:
         self._encoded: dict[str, tuple[str, dict[str, tuple[Instance, Wanted]]]] = {}  # path -> (format, cache)
         self._ensured: set[tuple[int, str]] = set()  # (session, path) whose parents exist
         self._full = True
+        self._refresh = True
 
     # -- wake-ups (any thread) --------------------------------------------------------------
 
@@ -80,10 +81,16 @@ class Controller:
     def path_changed(self, path: str) -> None:
         self._mark({path})
 
-    def resync(self) -> None:
-        """Plan every path at the next wake-up (leadership gained, session renewed)."""
+    def resync(self, refresh: bool = True) -> None:
+        """Plan every path at the next wake-up; with `refresh`, read every path afresh first.
+
+        A replica that has just been elected plans against its warm mirror at once (a stale
+        entry only makes one transaction fail and that path be read again), which is what makes
+        takeover fast; the periodic resync and a new session read everything.
+        """
         with self._wake:
             self._full = True
+            self._refresh = self._refresh or refresh
             self._wake.notify()
 
     def _mark(self, paths: set[str]) -> None:
@@ -102,14 +109,16 @@ class Controller:
                 timeout = max(0.0, next_resync - time.monotonic())
                 if not self._dirty and not self._full:
                     self._wake.wait(timeout)
-                full = self._full or time.monotonic() >= next_resync
-                paths, self._dirty, self._full = self._dirty, set(), False
+                periodic = time.monotonic() >= next_resync
+                full, refresh = self._full or periodic, self._refresh or periodic
+                paths, self._dirty, self._full, self._refresh = self._dirty, set(), False, False
             if stop.is_set():
                 break
             if full:
                 metrics.RESYNCS.inc()
                 next_resync = time.monotonic() + self.resync_seconds
                 paths |= self._all_paths()
+            if refresh:
                 try:
                     self.membership.refresh_all()
                 except KazooException as error:  # the reconnect refreshes again
@@ -212,13 +221,18 @@ class Controller:
 
     # -- graceful handover ------------------------------------------------------------------
 
-    def own_registrations(self) -> int:
-        """How many znodes of ours this session still owns, read afresh from ZooKeeper."""
-        self.membership.refresh_all()
+    def own_registrations(self) -> set[str]:
+        """The znodes of ours that this session owns, as the mirror knows them (full paths)."""
         session = self.client.client_id[0] if self.client.client_id else 0
-        return sum(
-            1
+        return {
+            f"{path}/{node.name}"
             for path in self.membership.paths()
             for node in self.membership.snapshot(path).values()
             if node.session == session and is_ours(node, self.owner)
-        )
+        }
+
+    def still_owned(self, znodes: Iterable[str]) -> set[str]:
+        """Those of `znodes` that this session still owns, read from ZooKeeper (pipelined)."""
+        session = self.client.client_id[0] if self.client.client_id else 0
+        reads = [(z, self.client.exists_async(z)) for z in znodes]
+        return {z for z, result in reads if (stat := result.get()) is not None and stat.ephemeralOwner == session}

@@ -8,6 +8,13 @@ transactions, so that the next plan sees them without waiting for the watch roun
 The mirror may briefly lag behind ZooKeeper. That is safe: every write names the version it
 expects, a transaction is all or nothing, and a failed transaction makes the controller call
 `refresh`, which reads the path afresh.
+
+What the mirror must never do is go back in time. A read sent before one of our transactions
+may be answered after the transaction was applied to the mirror, and would undo it (a znode we
+just created looks deleted, we create it again, the transaction fails, and so on in a storm). So
+each path has an epoch, the count of our transactions applied to it; a read carries the epoch in
+which it was sent, and a read from an older epoch is sent again instead of being applied. A read
+sent after a transaction's reply reflects that transaction: ZooKeeper answers a session in order.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Membership:
         self.on_change = on_change
         self._nodes: dict[str, dict[str, Node]] = {}
         self._codecs: dict[str, Codec] = {}
+        self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
         self._lock = threading.Lock()
 
     # -- what callers read ------------------------------------------------------------------
@@ -65,7 +73,7 @@ class Membership:
     def refresh(self, path: str) -> None:
         """Read `path` afresh (children and their data) and replace the mirror of it. Blocking."""
         with self._lock:
-            codec = self._codecs.get(path)
+            codec, epoch = self._codecs.get(path), self._epochs.get(path, 0)
         if codec is None:
             return
         try:
@@ -83,8 +91,11 @@ class Membership:
                 continue
             nodes[name] = _node(codec, name, data, stat)
         with self._lock:
-            if path in self._codecs:
+            stale = self._epochs.get(path, 0) != epoch
+            if path in self._codecs and not stale:
                 self._nodes[path] = nodes
+        if stale:  # a transaction of ours landed meanwhile: read again
+            return self.refresh(path)
         self.on_change(path)
 
     def refresh_all(self) -> None:
@@ -98,6 +109,7 @@ class Membership:
             codec, nodes = self._codecs.get(path), self._nodes.get(path)
             if codec is None or nodes is None:
                 return
+            self._epochs[path] = self._epochs.get(path, 0) + 1
             position = 0
             for op in ops:
                 if isinstance(op, Delete):
@@ -126,36 +138,42 @@ class Membership:
             log.debug("listing %s failed: %s", event.path, error)
 
     def _list(self, path: str) -> None:
-        with self._lock:
-            codec = self._codecs.get(path)
-        if codec is None:
-            return
-        try:
-            names = set(self.client.get_children(path, watch=self._on_children))
-        except NoNodeError:
-            names = set()
-            if self.client.exists(path, watch=self._on_children) is not None:
-                return self.refresh(path)
-        with self._lock:
-            nodes = self._nodes.setdefault(path, {})
-            for gone in set(nodes) - names:
-                del nodes[gone]
-            new = names - set(nodes)
+        while True:
+            with self._lock:
+                codec, epoch = self._codecs.get(path), self._epochs.get(path, 0)
+            if codec is None:
+                return
+            try:
+                names = set(self.client.get_children(path, watch=self._on_children))
+            except NoNodeError:
+                names = set()
+                if self.client.exists(path, watch=self._on_children) is not None:
+                    return self.refresh(path)
+            with self._lock:
+                if self._epochs.get(path, 0) != epoch:
+                    continue  # older than a transaction of ours: list again
+                nodes = self._nodes.setdefault(path, {})
+                for gone in set(nodes) - names:
+                    del nodes[gone]
+                new = names - set(nodes)
+            break
         for name in new:
-            self.client.get_async(f"{path}/{name}", watch=self._on_data).rawlink(
-                lambda result, name=name: self._on_read(path, name, result)
-            )
+            self._read(path, name)
         self.on_change(path)
 
     def _on_data(self, event: WatchedEvent) -> None:
         # Changed, or deleted (and perhaps created anew by another session): read it again.
         if event.type in (EventType.CHANGED, EventType.DELETED):
-            path, name = event.path.rsplit("/", 1)
-            self.client.get_async(event.path, watch=self._on_data).rawlink(
-                lambda result: self._on_read(path, name, result)
-            )
+            self._read(*event.path.rsplit("/", 1))
 
-    def _on_read(self, path: str, name: str, result) -> None:
+    def _read(self, path: str, name: str) -> None:
+        with self._lock:
+            epoch = self._epochs.get(path, 0)
+        self.client.get_async(f"{path}/{name}", watch=self._on_data).rawlink(
+            lambda result: self._on_read(path, name, epoch, result)
+        )
+
+    def _on_read(self, path: str, name: str, epoch: int, result) -> None:
         try:
             data, stat = result.get()
         except NoNodeError:
@@ -166,11 +184,15 @@ class Membership:
             codec, nodes = self._codecs.get(path), self._nodes.get(path)
             if codec is None or nodes is None:
                 return
-            if stat is None:
+            stale = self._epochs.get(path, 0) != epoch
+            if not stale and stat is None:
                 nodes.pop(name, None)
-            else:
+            elif not stale:
                 nodes[name] = _node(codec, name, data, stat)
-        self.on_change(path)
+        if stale:  # sent before a transaction of ours landed: read again
+            self._read(path, name)
+        else:
+            self.on_change(path)
 
 
 def _node(codec: Codec, name: str, data: bytes, stat, session: int = 0, version: int = 0) -> Node:

@@ -164,9 +164,7 @@ class Pod:
     @classmethod
     def from_body(cls, body: Mapping) -> Pod:
         meta, status = body.get("metadata") or {}, body.get("status") or {}
-        ready = next(
-            (c for c in status.get("conditions") or () if c.get("type") == "Ready"), None
-        )
+        ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
         return cls(
             namespace=meta.get("namespace") or "",
             name=meta["name"],
@@ -317,7 +315,11 @@ def registered(pod: Pod, registry: Registry) -> bool:
 
 
 def _instance(
-    registry: Registry, deployment: Deployment, pod: Pod, wanted: str | int | None, port: int,
+    registry: Registry,
+    deployment: Deployment,
+    pod: Pod,
+    wanted: str | int | None,
+    port: int,
     zones: Mapping[str, str],
 ) -> Instance | None:
     if not registered(pod, registry):
@@ -325,7 +327,8 @@ def _instance(
     # A pod of an older template may number the port differently during a rollout.
     container_port = resolve_port(wanted, pod.ports) or port
     named = [
-        (name, number) for name, number in pod.ports
+        (name, number)
+        for name, number in pod.ports
         if name and (ALL_PORTS in registry.additional_ports or name in registry.additional_ports)
     ]
     if registry.address == HOST_IP:

@@ -75,11 +75,13 @@ class CuratorCodec:
         payload = payload if isinstance(payload, dict) else {}
         address = as_str(document.get("address"))
         ports = payload.get("ports") if isinstance(payload.get("ports"), dict) else {}
-        endpoints = tuple(sorted(
-            (key, address, number)
-            for key, value in ports.items()
-            if isinstance(key, str) and address is not None and (number := _port(value)) is not None
-        ))
+        endpoints = tuple(
+            sorted(
+                (key, address, number)
+                for key, value in ports.items()
+                if isinstance(key, str) and address is not None and (number := _port(value)) is not None
+            )
+        )
         return Member(
             id=id_ or name,
             address=address,

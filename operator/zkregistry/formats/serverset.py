@@ -67,11 +67,13 @@ class ServersetCodec:
         if endpoint is None:
             raise ValueError("not a serverset member: no serviceEndpoint with a host and a port")
         extra = document.get("additionalEndpoints")
-        endpoints = tuple(sorted(
-            (key, *hostport)
-            for key, value in (extra.items() if isinstance(extra, dict) else ())
-            if isinstance(key, str) and (hostport := _endpoint(value)) is not None
-        ))
+        endpoints = tuple(
+            sorted(
+                (key, *hostport)
+                for key, value in (extra.items() if isinstance(extra, dict) else ())
+                if isinstance(key, str) and (hostport := _endpoint(value)) is not None
+            )
+        )
         ours = document.get("zkregistry")
         ours = ours if isinstance(ours, dict) else {}
         uid = as_str(ours.get("uid"))
