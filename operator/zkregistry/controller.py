@@ -151,11 +151,11 @@ class Controller:
         if codec is None:
             return
         self.membership.watch(path, codec)
+        if not self.election.writable or self.paused.is_set():
+            return  # a standby keeps its mirror warm and plans nothing: the leader's CPU is scarce
 
         instances = self.inventory.desired(registry)[0] if registry is not None else {}
-        desired = self._encode(path, codec, instances)
-        if self.election.writable and not self.paused.is_set():
-            self._write(path, desired)
+        self._write(path, self._encode(path, codec, instances))
         if registry is None and not any(is_ours(n, self.owner) for n in self.membership.snapshot(path).values()):
             self._forget(path)
         self.on_reconciled(r.key for r in claimants)
