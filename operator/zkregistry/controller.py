@@ -174,9 +174,8 @@ class Controller:
             fence = self.election.node
             if fence is None or not self.election.writable or self.paused.is_set():
                 return
-            started = time.perf_counter()
             outcome = self.writer.apply(path, plan.ops, fence)
-            metrics.observe_write(outcome, time.perf_counter() - started)
+            metrics.observe_write(outcome)
             if not outcome.failed:
                 self._observe_registered(plan.ops)
                 return

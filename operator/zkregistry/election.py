@@ -87,16 +87,6 @@ class Election:
         if was_leader:
             self.on_change()
 
-    def leader_identifier(self) -> str | None:
-        """The identifier of the current leader, as ZooKeeper knows it."""
-        contenders = self._contenders()
-        for name in contenders:
-            try:
-                return self.client.get(f"{self.path}/{name}")[0].decode()
-            except NoNodeError:
-                continue
-        return None
-
     def others(self) -> int:
         """How many other replicas contend: the successors a graceful handover can wait for."""
         ours = self.node.rsplit("/", 1)[1] if self.node else None

@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from zkregistry.writer import Outcome
 
 REGISTRATIONS = Gauge("zkregistry_registrations", "znodes of ours under the registry's path", ["namespace", "registry"])
 LEADER = Gauge("zkregistry_leader", "1 while this replica is the leader and may write")
@@ -23,7 +27,7 @@ ZK_OPERATIONS = Counter("zkregistry_zookeeper_operations_total", "ZooKeeper oper
 REFUSED = Counter("zkregistry_refused_transactions_total", "transactions refused as stale or unfenced")
 
 
-def observe_write(outcome, seconds: float) -> None:
+def observe_write(outcome: Outcome) -> None:
     ZK_OPERATIONS.inc(outcome.zk_ops)
     APPLIED.inc(outcome.applied)
     if outcome.failed:
