@@ -31,6 +31,8 @@ from zkregistry.writer import Writer
 
 log = logging.getLogger("zkregistry")
 
+CLOSE_TIMEOUT = 5.0  # seconds that closing the ZooKeeper session may take at exit
+
 
 class Operator:
     def __init__(self, settings: Settings) -> None:
@@ -147,6 +149,15 @@ class Operator:
             else:
                 log.info("handover complete")
         self.stop.set()
+        # Bounded: kazoo's stop joins its callback threads, and one of them may be blocked in a
+        # synchronous call that a dropped connection never answers. The session ends either way.
+        closer = threading.Thread(target=self._close_session, name="close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT)
+        if closer.is_alive():
+            log.warning("the ZooKeeper client did not stop within %.0f s; exiting anyway", CLOSE_TIMEOUT)
+
+    def _close_session(self) -> None:
         self.client.stop()
         self.client.close()
 
