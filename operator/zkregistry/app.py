@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
+from typing import NoReturn
 
 import kopf
 from kazoo.exceptions import KazooException
@@ -162,7 +164,7 @@ class Operator:
         self.client.close()
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings) -> NoReturn:
     logs.configure(settings.log_format, settings.log_level)
     kube.load_config()
     operator = Operator(settings)
@@ -181,10 +183,15 @@ def run(settings: Settings) -> int:
         settings.owner_id,
         settings.connection_string,
     )
+    code = 0
     while not stopping.wait(0.5):
         if not operator.healthy():
             log.error("a worker thread died; exiting so that the replica is restarted")
-            operator.shutdown()
-            return 1
+            code = 1
+            break
     operator.shutdown()
-    return 0
+    # Everything that matters is done (handover, session closed or abandoned). Exit now rather
+    # than wait at interpreter exit for kopf's executor threads, which a dropped connection can
+    # leave blocked: a replica that does not exit holds up a rolling update until it is killed.
+    logging.shutdown()
+    os._exit(code)
