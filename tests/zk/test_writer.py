@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
 from kazoo.client import KazooClient
 
 from conftest import eventually
@@ -33,6 +34,15 @@ def wanted(n: int, service: str) -> dict[str, Wanted]:
     return out
 
 
+@pytest.fixture
+def root(zk):
+    """A fresh root for one test, with its service path made; removed afterwards."""
+    root = f"/t-{uuid.uuid4().hex[:6]}"
+    zk.ensure_path(f"{root}/services/web")
+    yield root
+    zk.delete(root, recursive=True)
+
+
 class Replica:
     """One replica's ZooKeeper side: a client, an election, a mirror and a writer."""
 
@@ -54,10 +64,8 @@ class Replica:
         self.client.close()
 
 
-def test_takeover_moves_every_znode_without_a_gap(ensemble, zk):
-    root = f"/t-{uuid.uuid4().hex[:6]}"
+def test_takeover_moves_every_znode_without_a_gap(ensemble, zk, root):
     path = f"{root}/services/web"
-    zk.ensure_path(path)
     desired = wanted(35, "web")
     a, b = Replica(ensemble, root, path, "a"), Replica(ensemble, root, path, "b")
     try:
@@ -86,13 +94,10 @@ def test_takeover_moves_every_znode_without_a_gap(ensemble, zk):
         assert b.sync(desired).applied == 0
     finally:
         b.close()
-        zk.delete(root, recursive=True)
 
 
-def test_a_deposed_leader_cannot_write(ensemble, zk):
-    root = f"/t-{uuid.uuid4().hex[:6]}"
+def test_a_deposed_leader_cannot_write(ensemble, zk, root):
     path = f"{root}/services/web"
-    zk.ensure_path(path)
     a = Replica(ensemble, root, path, "a")
     try:
         a.election.join()
@@ -109,13 +114,10 @@ def test_a_deposed_leader_cannot_write(ensemble, zk):
         assert len(zk.get_children(path)) == 3
     finally:
         a.close()
-        zk.delete(root, recursive=True)
 
 
-def test_mirror_sees_external_changes(ensemble, zk):
-    root = f"/t-{uuid.uuid4().hex[:6]}"
+def test_mirror_sees_external_changes(ensemble, zk, root):
     path = f"{root}/services/web"
-    zk.ensure_path(path)
     a = Replica(ensemble, root, path, "a")
     try:
         zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
@@ -129,4 +131,3 @@ def test_mirror_sees_external_changes(ensemble, zk):
         eventually(lambda: "junk" not in a.membership.snapshot(path), 5, "removal")
     finally:
         a.close()
-        zk.delete(root, recursive=True)
