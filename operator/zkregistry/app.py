@@ -10,7 +10,6 @@ watching a service never see a member disappear.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -19,7 +18,6 @@ import time
 from typing import NoReturn
 
 import kopf
-from kazoo.exceptions import KazooException
 from kazoo.protocol.states import KazooState
 
 from zkregistry import handlers, kube, logs, metrics, zk
@@ -43,34 +41,54 @@ class Operator:
         self.paused = threading.Event()  # set at the start of a handover: write nothing more
         self.client = zk.client(settings)
         acl = zk.acl(settings)
-        self.inventory = Inventory(on_change=lambda keys: self.controller.registries_changed(keys))
-        self.membership = Membership(self.client, on_change=lambda path: self.controller.path_changed(path))
+        timeout = settings.session_timeout  # bound of every blocking ZooKeeper call
+        self.inventory = Inventory(
+            on_change=lambda keys: self.controller.registries_changed(keys),
+            on_pods=lambda key, uids: self.controller.pods_changed(key, uids),
+        )
+        self.membership = Membership(
+            self.client, on_change=lambda path, uids: self.controller.path_changed(path, uids), timeout=timeout
+        )
         self.election = Election(
-            self.client, settings.election_path, settings.identity, on_change=self._leadership_changed, acl=acl
+            self.client,
+            settings.election_path,
+            settings.identity,
+            on_change=self._leadership_changed,
+            acl=acl,
+            timeout=timeout,
         )
         self.controller = Controller(
             self.client,
             self.inventory,
             self.membership,
-            Writer(self.client, self.membership, acl=acl),
+            Writer(self.client, self.membership, acl=acl, timeout=timeout),
             self.election,
             owner=settings.owner_id,
             paused=self.paused,
             parent_acl=zk.parent_acl(settings),
             resync_seconds=settings.resync_seconds,
             on_reconciled=lambda keys: self.reporter.changed(keys),
+            timeout=timeout,
         )
         self.kube = kube.Kube()
         self.reporter = Reporter(
-            self.client, self.inventory, self.membership, self.election, self.kube, settings.owner_id, self.paused
+            self.client,
+            self.inventory,
+            self.membership,
+            self.election,
+            self.kube,
+            settings.owner_id,
+            self.paused,
+            timeout=timeout,
         )
         self._threads: list[threading.Thread] = []
 
     def _leadership_changed(self) -> None:
+        # Called on kazoo's threads and the controller's: flags and wake-ups only, never blocking.
+        # The controller notices leadership gained at its next turn and takes over then.
         metrics.LEADER.set(1 if self.election.writable else 0)
         metrics.ZK_CONNECTED.set(1 if self.election.connected else 0)
-        if self.election.writable:
-            self.controller.resync(refresh=False)  # take over at once, from the warm mirror
+        self.controller.wake()
         self.reporter.changed(r.key for r in self.inventory.registries())
 
     def _connection_changed(self, state: str) -> None:
@@ -98,18 +116,13 @@ class Operator:
 
     def _join_when_ready(self) -> None:
         # A replica with an incomplete inventory must never lead: it would delete what it has not
-        # seen yet. So it joins the election only once kopf has listed every kind.
+        # seen yet. So it joins the election only once every kind has been listed; the
+        # controller's turns then enter and re-evaluate it.
         while not self.stop.is_set() and not self.inventory.synced.wait(0.5):
             pass
-        while not self.stop.is_set():
-            if self.client.connected:
-                try:
-                    self.election.join()
-                    log.info("joined the election as %s", self.settings.identity)
-                    return
-                except Exception as error:  # connection dropped in between: try again
-                    log.warning("could not join the election yet: %s", error)
-            self.stop.wait(0.5)
+        if not self.stop.is_set():
+            self.election.join()
+            log.info("joining the election as %s", self.settings.identity)
 
     def _run_kopf(self) -> None:
         asyncio.run(
@@ -123,31 +136,49 @@ class Operator:
         )
 
     def healthy(self) -> bool:
-        return all(t.is_alive() for t in self._threads if t.name != "election")
+        """Every worker thread alive, and the controller's loop and the election making progress:
+        a replica stuck in either is restarted rather than left looking healthy."""
+        now, bound = time.monotonic(), self.stall_bound
+        return (
+            all(t.is_alive() for t in self._threads if t.name != "election")
+            and now - self.controller.last_turn < bound
+            and now - self.election.progress < bound
+        )
+
+    @property
+    def stall_bound(self) -> float:
+        """How long the loop may go without a turn: a few bounded ZooKeeper calls, with room."""
+        return max(30.0, 6 * self.settings.session_timeout)
 
     def ready(self) -> bool:
         return self.inventory.synced.is_set() and self.client.connected
 
     def shutdown(self) -> None:
-        """Graceful stop: hand over leadership without a gap, then stop everything."""
+        """Graceful stop, bounded by `handover_timeout` in all: hand over leadership without a gap,
+        then stop everything."""
+        deadline = time.monotonic() + self.settings.handover_timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         self.paused.set()
+        if self.controller.writing.acquire(timeout=left()):  # no write of ours still in flight
+            self.controller.writing.release()
         was_leader = self.election.leader
+        successors = self.election.others(timeout=min(left(), self.settings.session_timeout)) if was_leader else 0
         try:
-            successors = self.election.others()
-            self.election.leave()
-        except KazooException as error:  # ZooKeeper unreachable: the session will expire instead
+            self.election.leave(timeout=min(left(), self.settings.session_timeout))
+        except zk.ERRORS as error:  # ZooKeeper unreachable: the session will expire instead
             log.warning("could not leave the election: %s", type(error).__name__)
             successors = 0
         if was_leader and successors:
-            deadline = time.monotonic() + self.settings.handover_timeout
-            log.info("handing over to the next replica (up to %.0f s)", self.settings.handover_timeout)
-            left = self.controller.own_registrations()
-            while left and time.monotonic() < deadline:
-                time.sleep(0.1)
-                with contextlib.suppress(KazooException):  # a blip: ask again
-                    left = self.controller.still_owned(left)
-            if left:
-                log.warning("handover deadline passed; %d registrations go with this session", len(left))
+            log.info("handing over to the next replica (up to %.0f s)", left())
+            while self.controller.owned() and left() > 0:
+                time.sleep(0.05)
+            owned = self.controller.owned()
+            if owned:
+                metrics.HANDOVER_TIMEOUTS.inc()
+                log.warning("handover deadline passed; %d registrations go with this session", owned)
             else:
                 log.info("handover complete")
         self.stop.set()

@@ -1,11 +1,18 @@
 """The controller: keeps each service path in ZooKeeper equal to what Kubernetes says it should be.
 
-One reconcile of a path is four steps, as in external-dns's controller: what is desired (from the
-inventory), what is there (from the membership mirror), `plan.calculate`, and `Writer.apply`. It
-runs on its own thread, woken by the inventory (a pod, ReplicaSet, Deployment or registry
-changed), by the membership (a znode changed), by the election (leadership gained), and by a
-periodic full resync that repairs whatever a missed event or an out-of-band change broke. Every
-replica keeps its mirror warm; only the leader plans and writes.
+A reconcile is four steps, as in external-dns's controller: what is desired (from the
+inventory), what is there (from the membership mirror), the plan, and `Writer.apply`. What makes
+it cheap is its unit. A pod event marks one pod of one path, and the controller plans that pod
+alone against the mirror, so its cost does not grow with the size of the registry. A whole path
+is planned only when something that affects every pod of it changed (a Deployment, a registry's
+spec), at takeover, and at the periodic resync that repairs whatever a missed event or an
+out-of-band change broke.
+
+Everything runs on the controller's thread, one turn at a time: the election's `step` (every
+turn, so that a lost watch can never leave the election headless), then, on the leader only,
+the plans of every marked path, sent to ZooKeeper pipelined together. A standby keeps its mirror
+warm and plans nothing. Every ZooKeeper call of a turn is bounded, and a path whose writes fail
+is retried with backoff without delaying the others.
 """
 
 from __future__ import annotations
@@ -15,27 +22,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
-
-from zkregistry import formats, metrics
+from zkregistry import formats, metrics, zk
 from zkregistry.election import Election
 from zkregistry.formats import Codec
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
 from zkregistry.model import Instance, Key
-from zkregistry.plan import Create, Op, Wanted, calculate, is_ours
+from zkregistry.plan import Create, Op, Wanted, calculate, for_instance, is_ours
 from zkregistry.writer import Writer
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3  # plans per wake-up for a path whose writes were refused as stale
+TICK = 1.0  # longest sleep of the loop: the election is checked at least this often
+ROUNDS = 4  # plans per turn: make, break, and a retry after a stale mirror
+BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before a failed path is tried again
 
 
 class Controller:
     def __init__(
         self,
-        client: KazooClient,
+        client,
         inventory: Inventory,
         membership: Membership,
         writer: Writer,
@@ -45,6 +51,7 @@ class Controller:
         parent_acl: list | None = None,
         resync_seconds: float = 30.0,
         on_reconciled: Callable[[Iterable[Key]], None] = lambda keys: None,
+        timeout: float = 10.0,
     ) -> None:
         self.client = client
         self.inventory = inventory
@@ -55,183 +62,304 @@ class Controller:
         self.resync_seconds = resync_seconds
         self.on_reconciled = on_reconciled
         self.parent_acl = parent_acl
+        self.timeout = timeout
         self.paused = paused  # set during a graceful handover: never write again
-        self._dirty: set[str] = set()
+        #: Held while a plan is written; the handover takes it to be sure no write is in flight.
+        self.writing = threading.Lock()
+        self.last_turn = time.monotonic()  # for /healthz: the loop is alive
         self._wake = threading.Condition()
+        self._whole: set[str] = set()  # paths to plan whole
+        self._pods: dict[str, set[str]] = {}  # path -> pods (uid) to plan
+        self._everything = True  # plan every path (start, takeover, resync)
+        self._refresh = True  # read every path afresh first (start, reconnect, resync)
+        self._failures: dict[str, tuple[int, float]] = {}  # path -> (failures, not before)
+        self._deferred: set[str] = set()  # paths backing off, planned whole when their time comes
         self._paths: dict[Key, str] = {}  # the last path of each registry, to clean up after it
-        self._codecs: dict[str, Codec] = {}
         self._encoded: dict[str, tuple[str, dict[str, tuple[Instance, Wanted]]]] = {}  # path -> (format, cache)
         self._ensured: set[tuple[int, str]] = set()  # (session, path) whose parents exist
-        self._full = True
-        self._refresh = True
+        self._leading = False
 
-    # -- wake-ups (any thread) --------------------------------------------------------------
+    # -- wake-ups (any thread, never blocking) -----------------------------------------------
 
     def registries_changed(self, keys: Iterable[Key]) -> None:
+        """Registries whose every pod may be affected: their paths are planned whole."""
         paths = set()
         for key in keys:
             registry = self.inventory.registry(key)
             if registry is not None:
                 paths.add(registry.service_path)
-            last = self._paths.get(key)  # read on kopf's thread, so no check-then-get
+            last = self._paths.get(key)
             if last is not None:
                 paths.add(last)
-        self._mark(paths)
+        if paths:
+            with self._wake:
+                self._whole |= paths
+                self._wake.notify()
 
-    def path_changed(self, path: str) -> None:
-        self._mark({path})
+    def pods_changed(self, key: Key, uids: set[str]) -> None:
+        """Pods of registry `key` changed: plan them alone. A standby does nothing (O(1)); it
+        plans every path whole when it becomes leader."""
+        if not self.election.writable:
+            return
+        registry = self.inventory.registry(key)
+        if registry is not None:
+            self._mark(registry.service_path, uids)
+
+    def path_changed(self, path: str, uids: set[str]) -> None:
+        """znodes of these pods appeared or vanished under `path` (the membership's callback)."""
+        if self.election.writable:
+            self._mark(path, uids)
 
     def resync(self, refresh: bool = True) -> None:
-        """Plan every path at the next wake-up; with `refresh`, read every path afresh first.
+        """Plan every path at the next turn; with `refresh`, read every path afresh first.
 
         A replica that has just been elected plans against its warm mirror at once (a stale
         entry only makes one transaction fail and that path be read again), which is what makes
-        takeover fast; the periodic resync and a new session read everything.
+        takeover fast; the periodic resync and a new connection read everything.
         """
         with self._wake:
-            self._full = True
+            self._everything = True
             self._refresh = self._refresh or refresh
             self._wake.notify()
 
-    def _mark(self, paths: set[str]) -> None:
-        if paths:
-            with self._wake:
-                self._dirty |= paths
-                self._wake.notify()
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def _mark(self, path: str, uids: set[str]) -> None:
+        with self._wake:
+            self._pods.setdefault(path, set()).update(uids)
+            self._wake.notify()
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        self.inventory.synced.wait()
+        while not stop.is_set() and not self.inventory.synced.wait(0.5):
+            self.last_turn = time.monotonic()
         next_resync = time.monotonic() + self.resync_seconds
         while not stop.is_set():
             with self._wake:
-                timeout = max(0.0, next_resync - time.monotonic())
-                if not self._dirty and not self._full:
-                    self._wake.wait(timeout)
-                periodic = time.monotonic() >= next_resync
-                full, refresh = self._full or periodic, self._refresh or periodic
-                paths, self._dirty, self._full, self._refresh = self._dirty, set(), False, False
+                if not (self._whole or self._pods or self._everything or self._refresh):
+                    self._wake.wait(max(0.0, min(TICK, next_resync - time.monotonic())))
+                now = time.monotonic()
+                if now >= next_resync:
+                    self._everything = self._refresh = True
+                    next_resync = now + self.resync_seconds
+                due = {p for p in self._deferred if self._failures.get(p, (0, 0.0))[1] <= now}
+                self._deferred -= due
+                self._whole |= due
+                everything, refresh, whole, pods = self._everything, self._refresh, self._whole, self._pods
+                self._everything, self._refresh, self._whole, self._pods = False, False, set(), {}
             if stop.is_set():
                 break
-            if full:
-                metrics.RESYNCS.inc()
-                next_resync = time.monotonic() + self.resync_seconds
-                paths |= self._all_paths()
-            if refresh:
+            self.last_turn = time.monotonic()
+            self.turn(everything, refresh, whole, pods)
+
+    def turn(self, everything: bool, refresh: bool, whole: set[str], pods: dict[str, set[str]]) -> None:
+        """One turn: the election, then the plans of this turn's paths and pods (leader only)."""
+        try:
+            self.election.step()
+        except zk.ERRORS as error:  # the next turn tries again
+            log.warning("election step failed: %s", type(error).__name__)
+        leading = self.election.writable and not self.paused.is_set()
+        if leading and not self._leading:
+            everything = True  # takeover: plan every path, from the warm mirror
+        self._leading = leading
+        if everything:
+            metrics.RESYNCS.inc()
+            whole |= self._all_paths()
+        for path in whole:
+            self._prepare(path)
+        if refresh and self.client.connected:
+            for path in self.membership.paths():
                 try:
-                    self.membership.refresh_all()
-                except KazooException as error:  # the reconnect refreshes again
-                    log.warning("resync could not read ZooKeeper: %s", type(error).__name__)
-            for path in sorted(paths):
-                try:
-                    self.reconcile(path)
-                except KazooException as error:  # ZooKeeper unreachable: the reconnect resyncs
-                    log.warning("reconcile of %s postponed: %s", path, type(error).__name__)
-                    self._mark({path})
-                    stop.wait(1.0)
-                except Exception:
-                    metrics.RECONCILE_ERRORS.inc()
-                    log.exception("reconcile of %s failed; retrying at the next wake-up", path)
-                    self._mark({path})
-                    stop.wait(1.0)
+                    self.membership.refresh(path)
+                except zk.ERRORS as error:  # the reconnect, or the next resync, reads it again
+                    log.warning("could not read %s: %s", path, type(error).__name__)
+                    break  # most likely the connection: do not wait on every path in turn
+                self._failures.pop(path, None)  # read afresh: worth trying at once again
+        if leading:
+            self._reconcile(whole, pods)
 
     def _all_paths(self) -> set[str]:
         return {r.service_path for r in self.inventory.registries()} | set(self._paths.values())
 
-    def reconcile(self, path: str) -> None:
-        """Make `path` hold exactly the desired registrations, if this replica may write."""
-        registry = self.inventory.owner_of_path(path)
-        claimants = [r for r in self.inventory.registries() if r.service_path == path]
-        for r in claimants:
-            self._paths[r.key] = path
-        if registry is not None:
-            self._codecs[path] = formats.codec(registry.format)
-        codec = self._codecs.get(path)
-        if codec is None:
-            return
-        self.membership.watch(path, codec)
-        if not self.election.writable or self.paused.is_set():
-            return  # a standby keeps its mirror warm and plans nothing: the leader's CPU is scarce
+    def _prepare(self, path: str) -> None:
+        """Remember which registries claim `path`, and mirror it (every replica)."""
+        for registry in self.inventory.registries():
+            if registry.service_path == path:
+                self._paths[registry.key] = path
+        self.membership.watch(path)
 
-        instances = self.inventory.desired(registry)[0] if registry is not None else {}
-        self._write(path, self._encode(path, codec, instances))
-        if registry is None and not any(is_ours(n, self.owner) for n in self.membership.snapshot(path).values()):
-            self._forget(path)
-        self.on_reconciled(r.key for r in claimants)
+    # -- planning and writing (leader only) ----------------------------------------------------
 
-    def _write(self, path: str, desired: dict[str, Wanted]) -> None:
+    def _reconcile(self, whole: set[str], pods: dict[str, set[str]]) -> None:
+        now = time.monotonic()
+        plans: dict[str, list[Op]] = {}
+        for path in sorted(whole | pods.keys()):
+            if self._failures.get(path, (0, 0.0))[1] > now:  # backing off: plan it whole later
+                self._deferred.add(path)
+                continue
+            try:
+                plans[path] = self._plan_path(path) if path in whole else self._plan_pods(path, pods[path])
+            except Exception:
+                metrics.RECONCILE_ERRORS.inc()
+                log.exception("planning %s failed; retrying with backoff", path)
+                self._failed(path)
+        touched = set(plans)
+        for _ in range(ROUNDS):
+            plans = {path: ops for path, ops in plans.items() if ops}
+            if not plans:
+                break
+            plans = self._write(plans)
+        self.on_reconciled(key for key, path in self._paths.items() if path in touched)
+
+    def _write(self, plans: dict[str, list[Op]]) -> dict[str, list[Op]]:
+        """Applies `plans`; returns the plans of the next round (the break step of a takeover)."""
         session = self.client.client_id[0] if self.client.client_id else 0
-        if (session, path) not in self._ensured and desired:
-            self.client.ensure_path(path, acl=self.parent_acl)
-            self._ensured.add((session, path))
-        for _ in range(ATTEMPTS):
-            plan = calculate(desired, self.membership.snapshot(path), self.owner, session)
-            if plan.conflicts:
-                log.warning("%s: %d znodes held by another writer are left alone", path, len(plan.conflicts))
-            if not plan:
-                return
+        try:
+            for path, ops in plans.items():
+                if (session, path) not in self._ensured and any(isinstance(op, Create) for op in ops):
+                    zk.wait(self.client.ensure_path_async(path, acl=self.parent_acl), self.timeout)
+                    self._ensured.add((session, path))
+        except zk.ERRORS as error:
+            log.warning("could not create the service paths: %s", type(error).__name__)
+            for path in plans:
+                self._failed(path)
+            return {}
+        with self.writing:
             fence = self.election.node
             if fence is None or not self.election.writable or self.paused.is_set():
-                return
-            outcome = self.writer.apply(path, plan.ops, fence)
+                return {}
+            outcomes = self.writer.apply(plans, fence)
+        following: dict[str, list[Op]] = {}
+        for path, outcome in outcomes.items():
             metrics.observe_write(outcome)
-            if not outcome.failed:
-                self._observe_registered(plan.ops)
-                return
-            # The path itself may be gone: Curator creates service paths as container znodes,
-            # which ZooKeeper deletes once they are empty.
-            self._ensured.discard((session, path))
-            if desired:
-                self.client.ensure_path(path, acl=self.parent_acl)
-                self._ensured.add((session, path))
-            self.membership.refresh(path)
+            self._observe_registered(outcome.created)
+            if outcome.fence_gone:
+                self.election.fence_lost(fence)
+                return {}
+            if outcome.failed:
+                # The path itself may be gone: Curator creates service paths as container
+                # znodes, which ZooKeeper deletes once they are empty.
+                self._ensured.discard((session, path))
+                self._failed(path)
+                try:
+                    self.membership.refresh(path)
+                except zk.ERRORS:
+                    continue
+                if self._failures[path][0] == 1:  # first failure: a stale mirror, plan again now
+                    following[path] = self._plan_path(path)
+                else:
+                    self._deferred.add(path)
+                continue
+            self._failures.pop(path, None)
+            if outcome.created:
+                following[path] = self._plan_pods(path, {op.uid for op in outcome.created if op.uid})
+        return following
 
-    def _observe_registered(self, ops: Iterable[Op]) -> None:
+    def _failed(self, path: str) -> None:
+        failures = self._failures.get(path, (0, 0.0))[0] + 1
+        delay = BACKOFF[min(failures - 1, len(BACKOFF) - 1)]
+        self._failures[path] = (failures, time.monotonic() + delay)
+        if delay:
+            metrics.RECONCILE_ERRORS.inc()
+
+    def _codec(self, path: str):
+        registry = self.inventory.owner_of_path(path)
+        return registry, formats.codec(registry.format) if registry is not None else None
+
+    def _plan_path(self, path: str) -> list[Op]:
+        """The whole path: O(registrations), for takeover, resync and registry changes."""
+        registry, codec = self._codec(path)
+        instances = self.inventory.desired(registry)[0] if registry is not None else {}
+        desired = self._encode(path, codec, instances) if codec is not None else {}
+        session = self.client.client_id[0] if self.client.client_id else 0
+        plan = calculate(desired, self.membership.snapshot(path), self.owner, session)
+        if plan.conflicts:
+            log.warning("%s: %d znodes held by another writer are left alone", path, len(plan.conflicts))
+        if registry is None and not plan.ops and not self.membership.count(path, lambda n: is_ours(n, self.owner)):
+            self._forget(path)
+        return plan.ops
+
+    def _plan_pods(self, path: str, uids: Iterable[str]) -> list[Op]:
+        """These pods alone: O(len(uids)), whatever the size of the path."""
+        registry, codec = self._codec(path)
+        session = self.client.client_id[0] if self.client.client_id else 0
+        taken = _Names(self.membership, path)
+        ops: list[Op] = []
+        for uid in uids:
+            instance = self.inventory.instance(registry, uid) if registry is not None else None
+            want = self._encode_one(path, codec, uid, instance) if codec is not None else None
+            ours = [n for n in self.membership.nodes_of(path, uid) if is_ours(n, self.owner)]
+            more, conflict = for_instance(uid, want, ours, taken, session)
+            if conflict is not None:
+                log.warning("%s: znode %s is held by another writer and left alone", path, conflict)
+            ops += more
+        return ops
+
+    def _observe_registered(self, creates: Iterable[Create]) -> None:
         now, since = time.monotonic(), self.inventory.serving_since
-        for op in ops:
-            seen = since.get(op.uid) if isinstance(op, Create) else None
+        for op in creates:
+            seen = since.get(op.uid)
             if seen is not None:
                 metrics.READY_TO_REGISTERED.observe(now - seen)
 
     def _encode(self, path: str, codec: Codec, instances: dict[str, Instance]) -> dict[str, Wanted]:
-        """Encoded registrations, re-encoding only instances that changed since the last time."""
+        """Encoded registrations of a whole path, re-encoding only instances that changed."""
         format_, cache = self._encoded.get(path, (codec.name, {}))
         if format_ != codec.name:
             cache = {}
-        fresh: dict[str, tuple[Instance, Wanted]] = {}
-        for uid, instance in instances.items():
-            hit = cache.get(uid)
-            if hit is None or hit[0] != instance:
-                hit = (
-                    instance,
-                    Wanted(codec.node_name(instance), codec.encode(instance, self.owner), codec.sequential, uid),
-                )
-            fresh[uid] = hit
+        fresh = {uid: _encoded(cache.get(uid), codec, instance, self.owner) for uid, instance in instances.items()}
         self._encoded[path] = (codec.name, fresh)
         return {uid: wanted for uid, (_, wanted) in fresh.items()}
 
+    def _encode_one(self, path: str, codec: Codec, uid: str, instance: Instance | None) -> Wanted | None:
+        """One pod's encoded registration, through the same cache as `_encode`."""
+        format_, cache = self._encoded.get(path, (codec.name, {}))
+        if format_ != codec.name:
+            cache = {}
+        wanted = None
+        if instance is None:
+            cache.pop(uid, None)
+        else:
+            cache[uid] = _encoded(cache.get(uid), codec, instance, self.owner)
+            wanted = cache[uid][1]
+        self._encoded[path] = (codec.name, cache)
+        return wanted
+
     def _forget(self, path: str) -> None:
         self.membership.unwatch(path)
-        self._codecs.pop(path, None)
         self._encoded.pop(path, None)
+        self._failures.pop(path, None)
         for key in [k for k, p in self._paths.items() if p == path]:
             del self._paths[key]
 
     # -- graceful handover ------------------------------------------------------------------
 
-    def own_registrations(self) -> set[str]:
-        """The znodes of ours that this session owns, as the mirror knows them (full paths)."""
+    def owned(self) -> int:
+        """How many znodes of ours this session still owns, as the mirror knows them. No I/O: the
+        mirror learns through its children watches when a successor has taken them over."""
         session = self.client.client_id[0] if self.client.client_id else 0
-        return {
-            f"{path}/{node.name}"
+        return sum(
+            self.membership.count(path, lambda n: n.session == session and is_ours(n, self.owner))
             for path in self.membership.paths()
-            for node in self.membership.snapshot(path).values()
-            if node.session == session and is_ours(node, self.owner)
-        }
+        )
 
-    def still_owned(self, znodes: Iterable[str]) -> set[str]:
-        """Those of `znodes` that this session still owns, read from ZooKeeper (pipelined)."""
-        session = self.client.client_id[0] if self.client.client_id else 0
-        reads = [(z, self.client.exists_async(z)) for z in znodes]
-        return {z for z, result in reads if (stat := result.get()) is not None and stat.ephemeralOwner == session}
+
+class _Names:
+    """The names under a path, as the mirror knows them, for `plan.for_instance`."""
+
+    def __init__(self, membership: Membership, path: str) -> None:
+        self.membership, self.path = membership, path
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.membership.has(self.path, name)
+
+
+def _encoded(
+    hit: tuple[Instance, Wanted] | None, codec: Codec, instance: Instance, owner: str
+) -> tuple[Instance, Wanted]:
+    if hit is not None and hit[0] == instance:
+        return hit
+    return instance, Wanted(codec.node_name(instance), codec.encode(instance, owner), codec.sequential, instance.id)

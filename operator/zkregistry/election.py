@@ -1,21 +1,35 @@
 """Leader election among the operator's replicas, through ZooKeeper.
 
-The protocol of kazoo's Election recipe (itself ZooKeeper's classic recipe): each contender
-creates an EPHEMERAL_SEQUENTIAL znode `<path>/n_<seq>` holding its identifier; the lowest
+The protocol is ZooKeeper's recipe (kazoo's Election, Curator's LeaderLatch): each contender
+creates an EPHEMERAL_SEQUENTIAL znode under the election path holding its identifier; the lowest
 sequence number leads; every other contender watches only its predecessor, so that a leader's
-end wakes one replica, not all. We keep our own small implementation because the replica must
-know its own znode (the leader's znode is its fencing token: every write of the leader checks
-that it still exists) and must start afresh, with a new znode, after its session is lost.
+end wakes one replica, not all. The leader's znode is its fencing token: every write of the
+leader checks that it still exists.
 
-    election = Election(client, "/zkregistry/default/election", "replica-0", on_change=wake)
-    election.join()
-    ...
-    if election.writable: ...   # leader, and connected right now
-    election.leave()            # graceful: the next contender leads at once
+Three rules that the bare recipe leaves out, each of which once left the election headless:
+
+- Protected names (as Curator's): the znode is `<guid>-n_<seq>`, the GUID chosen once per
+  candidacy. A create whose reply was lost (ConnectionLoss, timeout) may have happened; before
+  creating again the contender looks for a child with its GUID and adopts it, so it never leaves
+  an orphan of its own live session at the head of the queue.
+- kazoo drops every watch when a connection is lost and never sets it again. So the election is
+  evaluated afresh, from a new listing, on every CONNECTED, on every event of the predecessor's
+  watch, and at least every `CHECK_INTERVAL` seconds.
+- Our znode gone while our session lives (deleted by hand, or a write's fence check failed with
+  NoNode) is lost leadership: `fence_lost`, then a new candidacy with a new znode.
+
+Threads: kazoo's state listener and the watch only flip flags and call `on_change`, which must
+not block either. Every ZooKeeper call is made by `step`, on the caller's thread (the
+controller's), each bounded by `timeout`.
+
+    election = Election(client, "/zkregistry/prod/election", "replica-0", on_change=wake)
+    election.join()              # enter at the next step
+    election.step()              # on every controller turn
+    if election.writable: ...    # leader, and connected right now
+    election.leave()             # graceful: the next contender leads at once
 
 States: SUSPENDED (connection lost, session maybe alive) makes `writable` false at once, while
-`leader` stays true until the session is known to be LOST; then leadership ends and the replica
-rejoins with a new znode when it connects again.
+`leader` stays true until the session is known to be LOST or the znode to be gone.
 """
 
 from __future__ import annotations
@@ -23,15 +37,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
-from kazoo.protocol.states import EventType, KazooState, WatchedEvent
+from kazoo.exceptions import ConnectionLoss, NoNodeError, OperationTimeoutError
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState, WatchedEvent
+
+from zkregistry import zk
 
 log = logging.getLogger(__name__)
 
 PREFIX = "n_"
+CHECK_INTERVAL = 2.0  # seconds between evaluations when nothing has signalled a change
+#: Errors after which a create may or may not have reached the server.
+UNCERTAIN = (ConnectionLoss, OperationTimeoutError, KazooTimeoutError)
+
+
+def sequence(name: str) -> str:
+    """The sequence number of a contender's znode name (the last ten digits)."""
+    return name[-10:]
 
 
 class Election:
@@ -42,17 +69,25 @@ class Election:
         identifier: str,
         on_change: Callable[[], None],
         acl: list | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.client = client
         self.path = path.rstrip("/")
         self.identifier = identifier
         self.on_change = on_change
         self.acl = acl
+        self.timeout = timeout
         self.node: str | None = None  # full path of our contender znode
         self.leader = False
         self.connected = client.state == KazooState.CONNECTED
+        self.contenders: list[str] = []  # names, in order, as last listed
+        self.progress = time.monotonic()  # when `step` last completed
         self._joined = False
-        self._lock = threading.RLock()
+        self._guid: str | None = None  # of the current candidacy
+        self._attempted = False  # a create with this GUID was sent and may have happened
+        self._stale = True  # something may have changed since the last evaluation
+        self._checked = 0.0
+        self._lock = threading.Lock()  # guards the flags; never held across a ZooKeeper call
         client.add_listener(self._on_state)
 
     @property
@@ -61,91 +96,143 @@ class Election:
         return self.leader and self.connected
 
     def join(self) -> None:
-        """Enter the election (idempotent); returns at once, leadership is reported by on_change."""
+        """Enter the election at the next `step`."""
         with self._lock:
-            self._joined = True
-            if self.node is None:
-                self.client.ensure_path(self.path, acl=self.acl)
-                self.node = self.client.create(
-                    f"{self.path}/{PREFIX}",
-                    self.identifier.encode(),
-                    acl=self.acl,
-                    ephemeral=True,
-                    sequence=True,
-                )
-        self._evaluate()
+            self._joined, self._stale = True, True
+        self.on_change()
 
-    def leave(self) -> None:
-        """Give up leadership and candidacy; the next contender is elected at once."""
+    def step(self) -> None:
+        """Bring our candidacy up to date: enter if we have no znode, evaluate if anything may have
+        changed or `CHECK_INTERVAL` has passed. Raises one of `zk.ERRORS` if ZooKeeper fails;
+        the next step tries again."""
+        if self._joined and self.connected:
+            if self.node is None:
+                self._enter()
+            for _ in range(5):  # a predecessor that vanishes between listing and watch: again
+                if not (self._stale or time.monotonic() - self._checked >= CHECK_INTERVAL):
+                    break
+                self._evaluate()
+        self.progress = time.monotonic()
+
+    def fence_lost(self, node: str) -> None:
+        """A write fenced by `node` found it gone: leadership ends; a new candidacy follows."""
         with self._lock:
-            self._joined = False
-            node, self.node = self.node, None
-            was_leader, self.leader = self.leader, False
-        if node is not None:
-            with contextlib.suppress(NoNodeError):
-                self.client.delete(node)
-        if was_leader:
+            if node != self.node:
+                return
+            was = self.leader
+            self._reset()
+        log.warning("election znode %s is gone while the session lives: leadership ends", node)
+        if was:
             self.on_change()
 
-    def others(self) -> int:
-        """How many other replicas contend: the successors a graceful handover can wait for."""
+    def leave(self, timeout: float | None = None) -> None:
+        """Give up leadership and candidacy; the next contender is elected at once. Raises one of
+        `zk.ERRORS` if the znode could not be deleted in time (it then goes with the session)."""
+        with self._lock:
+            self._joined = False
+            node, was = self.node, self.leader
+            self._reset()
+        if was:
+            self.on_change()
+        if node is not None:
+            with contextlib.suppress(NoNodeError):
+                zk.wait(self.client.delete_async(node), self.timeout if timeout is None else timeout)
+
+    def others(self, timeout: float | None = None) -> int:
+        """How many other replicas contend now: the successors a graceful handover can wait for.
+        Read afresh (bounded by `timeout`); the last evaluation's count if ZooKeeper fails."""
+        with contextlib.suppress(*zk.ERRORS):
+            children = zk.wait(self.client.get_children_async(self.path), self.timeout if timeout is None else timeout)
+            self.contenders = sorted((c for c in children if PREFIX in c), key=sequence)
         ours = self.node.rsplit("/", 1)[1] if self.node else None
-        return sum(1 for name in self._contenders() if name != ours)
+        return sum(1 for name in self.contenders if name != ours)
 
-    def _contenders(self) -> list[str]:
-        try:
-            children = self.client.get_children(self.path)
-        except NoNodeError:
-            return []
-        return sorted((c for c in children if c.startswith(PREFIX)), key=lambda c: c[len(PREFIX) :])
+    # -- ZooKeeper (the caller's thread) ----------------------------------------------------
 
-    def _on_predecessor(self, event: WatchedEvent) -> None:
-        if event.type == EventType.NONE:  # a session event: _on_state deals with it
-            return
-        try:
-            self._evaluate()
-        except KazooException as error:  # connection lost meanwhile: _on_state deals with it
-            log.warning("could not re-evaluate the election: %s", type(error).__name__)
+    def _enter(self) -> None:
+        with self._lock:
+            if self._guid is None:
+                self._guid, self._attempted = uuid.uuid4().hex, False
+            guid, attempted = self._guid, self._attempted
+        node = self._find(guid) if attempted else None
+        if node is None:
+            zk.wait(self.client.ensure_path_async(self.path, acl=self.acl), self.timeout)
+            with self._lock:
+                self._attempted = True
+            try:
+                node = zk.wait(
+                    self.client.create_async(
+                        f"{self.path}/{guid}-{PREFIX}",
+                        self.identifier.encode(),
+                        acl=self.acl,
+                        ephemeral=True,
+                        sequence=True,
+                    ),
+                    self.timeout,
+                )
+            except UNCERTAIN:
+                node = self._find(guid)  # it may have been created: adopt it, never orphan it
+                if node is None:
+                    raise
+        with self._lock:
+            if self._guid != guid:  # the session was lost meanwhile: that znode went with it
+                return
+            self.node, self._stale = node, True
+        log.info("entered the election as %s (%s)", self.identifier, node)
+
+    def _find(self, guid: str) -> str | None:
+        children = zk.wait(self.client.get_children_async(self.path), self.timeout)
+        return next((f"{self.path}/{c}" for c in children if c.startswith(guid)), None)
 
     def _evaluate(self) -> None:
         with self._lock:
-            if self.node is None:
-                return
-            contenders = self._contenders()
-            ours = self.node.rsplit("/", 1)[1]
-            if ours not in contenders:  # our znode went with our session; LOST handles it
-                return
-            index = contenders.index(ours)
-            if index == 0:
-                if not self.leader:
-                    self.leader = True
-                    log.info("elected leader as %s (%s)", self.identifier, self.node)
-                    self.on_change()
-                return
-            predecessor = f"{self.path}/{contenders[index - 1]}"
-        # Watch only the predecessor; if it is already gone, look again.
-        if self.client.exists(predecessor, watch=self._on_predecessor) is None:
-            self._evaluate()
-
-    def _on_state(self, state: str) -> None:
-        # Called on kazoo's connection thread: change flags only, never block.
-        if state == KazooState.SUSPENDED:
-            self.connected = False
-        elif state == KazooState.LOST:
-            self.connected = False
+            node, self._stale = self.node, False  # a change signalled from now on marks it again
+        if node is None:
+            return
+        try:
+            children = zk.wait(self.client.get_children_async(self.path), self.timeout)
+        except NoNodeError:
+            children = []
+        contenders = sorted((c for c in children if PREFIX in c), key=sequence)
+        self.contenders, self._checked = contenders, time.monotonic()
+        ours = node.rsplit("/", 1)[1]
+        if ours not in contenders:
+            return self.fence_lost(node)
+        index = contenders.index(ours)
+        if index == 0:
             with self._lock:
-                self.node = None
-                if self.leader:
-                    log.warning("ZooKeeper session lost: leadership ends")
-                self.leader = False
-        else:  # CONNECTED
-            self.connected = True
-            if self._joined and self.node is None:
-                self.client.handler.spawn(self._rejoin)
+                gained = self.node == node and not self.leader
+                if gained:
+                    self.leader = True
+            if gained:
+                log.info("elected leader as %s (%s)", self.identifier, node)
+                self.on_change()
+            return
+        predecessor = f"{self.path}/{contenders[index - 1]}"
+        if zk.wait(self.client.exists_async(predecessor, watch=self._on_predecessor), self.timeout) is None:
+            with self._lock:
+                self._stale = True  # gone already: look again
+
+    # -- kazoo's threads: flags only ----------------------------------------------------------
+
+    def _on_predecessor(self, _event: WatchedEvent) -> None:
+        with self._lock:
+            self._stale = True
         self.on_change()
 
-    def _rejoin(self) -> None:
-        try:
-            self.join()
-        except Exception:  # the next CONNECTED tries again
-            log.exception("could not rejoin the election")
+    def _on_state(self, state: str) -> None:
+        with self._lock:
+            if state == KazooState.SUSPENDED:
+                self.connected = False
+            elif state == KazooState.LOST:
+                self.connected = False
+                if self.leader:
+                    log.warning("ZooKeeper session lost: leadership ends")
+                self._reset()
+            else:  # CONNECTED: our watch may be gone with the old connection
+                self.connected, self._stale = True, True
+        self.on_change()
+
+    def _reset(self) -> None:
+        """No znode, no leadership (lock held); the next step enters with a new GUID."""
+        self.node, self.leader, self._guid, self._attempted, self._stale = None, False, None, False, True

@@ -3,6 +3,11 @@
 Fed by kopf (handlers.py) on kopf's thread, read by the controller on its own; one lock guards
 it. It keeps the small `model` records, not the objects, and the indexes that turn one pod event
 into the one registry it affects: pod -> ReplicaSet -> Deployment -> annotated registry.
+
+Two kinds of change reach the controller. A pod event costs O(1): `on_pods(registry, {uid})`
+names the registry and the pod, and `instance(registry, uid)` computes that pod's registration
+alone. A change of a Deployment, ReplicaSet, node zone or registry spec, which may affect every
+pod of a registry, is `on_change(registries)`: the controller then plans the whole path.
 """
 
 from __future__ import annotations
@@ -16,15 +21,22 @@ from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, 
 
 
 class Inventory:
-    def __init__(self, on_change: Callable[[Iterable[Key]], None] = lambda keys: None) -> None:
-        """`on_change(registry_keys)` is called after each change with the registries it affects."""
+    def __init__(
+        self,
+        on_change: Callable[[Iterable[Key]], None] = lambda keys: None,
+        on_pods: Callable[[Key, set[str]], None] = lambda key, uids: None,
+    ) -> None:
+        """`on_change(registry_keys)` is called after a change that may affect every pod of those
+        registries; `on_pods(registry_key, uids)` after a change of those pods only."""
         self.on_change = on_change
+        self.on_pods = on_pods
         self.synced = threading.Event()  # set once kopf has listed every kind
         self._lock = threading.Lock()
         self._registries: dict[Key, Registry] = {}
         self._deployments: dict[Key, Deployment] = {}
         self._replicasets: dict[Key, str | None] = {}  # ReplicaSet -> its Deployment's name
         self._pods: dict[Key, Pod] = {}
+        self._uids: dict[str, Key] = {}  # pod uid -> pod
         self._pods_by_rs: dict[Key, set[str]] = defaultdict(set)
         self._rs_by_deployment: dict[Key, set[str]] = defaultdict(set)
         self._zones: dict[str, str] = {}  # node -> its topology.kubernetes.io/zone
@@ -37,6 +49,8 @@ class Inventory:
         with self._lock:
             old = self._registries.get(registry.key)
             self._registries[registry.key] = registry
+            if old == registry:  # only its status changed (not compared): nothing to plan
+                return
             affected = self._claimants(registry.service_path) | {registry.key}
             if old is not None and old.service_path != registry.service_path:
                 affected |= self._claimants(old.service_path)
@@ -108,6 +122,9 @@ class Inventory:
             if old == pod:
                 return
             self._pods[pod.key] = pod
+            self._uids[pod.uid] = pod.key
+            if old is not None and old.uid != pod.uid:  # re-created under the same name
+                self._uids.pop(old.uid, None)
             if pod.serving and not (old and old.serving):
                 self.serving_since[pod.uid] = time.monotonic()
             elif not pod.serving:
@@ -117,17 +134,22 @@ class Inventory:
             if pod.replicaset:
                 self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
             affected = self._registries_of_pods(old, pod)
-        self.on_change(affected)
+        uids = {pod.uid} | ({old.uid} if old is not None else set())
+        for registry in affected:
+            self.on_pods(registry, uids)
 
     def remove_pod(self, key: Key) -> None:
         with self._lock:
             old = self._pods.pop(key, None)
-            if old is not None:
-                self.serving_since.pop(old.uid, None)
-            if old is not None and old.replicaset:
+            if old is None:
+                return
+            self._uids.pop(old.uid, None)
+            self.serving_since.pop(old.uid, None)
+            if old.replicaset:
                 self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
             affected = self._registries_of_pods(old)
-        self.on_change(affected)
+        for registry in affected:
+            self.on_pods(registry, {old.uid})
 
     # -- queries (the controller's thread) --------------------------------------------------
 
@@ -167,6 +189,20 @@ class Inventory:
             }
             zones = dict(self._zones) if registry.zone else None
         return desired_instances(registry, deployments, pods_of, zones=zones)
+
+    def instance(self, registry: Registry, uid: str) -> Instance | None:
+        """The registration that `registry` wants for pod `uid`, if any. O(1)."""
+        with self._lock:
+            key = self._uids.get(uid)
+            pod = self._pods.get(key) if key is not None else None
+            if pod is None or pod.namespace != registry.namespace or not pod.replicaset:
+                return None
+            name = self._replicasets.get((pod.namespace, pod.replicaset))
+            deployment = self._deployments.get((pod.namespace, name)) if isinstance(name, str) else None
+            if deployment is None or deployment.registry != registry.name:
+                return None
+            zones = self._zones if registry.zone else None
+            return desired_instances(registry, [deployment], {deployment.name: [pod]}, zones=zones)[0].get(uid)
 
     def orphaned_deployments(self) -> list[Deployment]:
         """Deployments annotated for a registry that does not exist in their namespace."""

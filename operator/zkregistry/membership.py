@@ -1,9 +1,15 @@
 """Membership: an in-memory mirror of the children of each watched service path.
 
 Every replica mirrors every registry's path (so that a standby that becomes leader plans at
-once), whoever wrote the znodes. The mirror follows ZooKeeper through a children watch on each
-path and a data watch on each child it reads; the writer also applies the results of its own
-transactions, so that the next plan sees them without waiting for the watch round trip.
+once), whoever wrote the znodes. The mirror follows ZooKeeper through one children watch per
+path: a listing drops the names that are gone and reads only the names it has not seen, so that a
+mass expiry of 10,000 znodes is one watch event and one listing per path. The writer applies the
+results of our own transactions, so that the next plan sees them without a round trip. There is
+no data watch per child: our own znodes change only through our transactions, and a child that
+another process rewrites in place is read again by `refresh` (the periodic resync).
+
+Watch callbacks never block: listings and reads are asynchronous, and their results are applied
+on kazoo's completion thread.
 
 The mirror may briefly lag behind ZooKeeper. That is safe: every write names the version it
 expects, a transaction is all or nothing, and a failed transaction makes the controller call
@@ -24,22 +30,25 @@ import threading
 from collections.abc import Callable, Iterable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from zkregistry.formats import Codec
+from zkregistry import formats, zk
 from zkregistry.plan import Delete, Node, Op, Replace, Update
+from zkregistry.plan import instance_key as _key
 
 log = logging.getLogger(__name__)
 
 
 class Membership:
-    def __init__(self, client: KazooClient, on_change: Callable[[str], None]) -> None:
-        """`on_change(path)` is called, on a kazoo thread, whenever a path's children change."""
+    def __init__(self, client: KazooClient, on_change: Callable[[str, set[str]], None], timeout: float = 10.0) -> None:
+        """`on_change(path, keys)` is called, on a kazoo thread and without blocking, when znodes
+        under `path` appear or vanish: `keys` are the pods (uid, or name) whose znodes changed."""
         self.client = client
         self.on_change = on_change
-        self._nodes: dict[str, dict[str, Node]] = {}
-        self._codecs: dict[str, Codec] = {}
+        self.timeout = timeout  # bound of each blocking read of `refresh`
+        self._nodes: dict[str, dict[str, Node]] = {}  # path -> name -> node
+        self._keys: dict[str, dict[str, set[str]]] = {}  # path -> instance key -> names
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
         self._lock = threading.Lock()
 
@@ -47,56 +56,77 @@ class Membership:
 
     def paths(self) -> list[str]:
         with self._lock:
-            return list(self._codecs)
+            return list(self._nodes)
 
     def snapshot(self, path: str) -> dict[str, Node]:
         """A copy of what is known to be under `path`, keyed by znode name."""
         with self._lock:
             return dict(self._nodes.get(path, {}))
 
+    def nodes_of(self, path: str, key: str) -> list[Node]:
+        """The znodes under `path` that register pod `key` (any owner, any format). O(1)."""
+        with self._lock:
+            nodes = self._nodes.get(path, {})
+            return [nodes[name] for name in self._keys.get(path, {}).get(key, ())]
+
+    def has(self, path: str, name: str) -> bool:
+        with self._lock:
+            return name in self._nodes.get(path, {})
+
+    def count(self, path: str, predicate: Callable[[Node], bool]) -> int:
+        with self._lock:
+            return sum(1 for n in self._nodes.get(path, {}).values() if predicate(n))
+
     # -- what the controller asks -----------------------------------------------------------
 
-    def watch(self, path: str, codec: Codec) -> None:
-        """Start mirroring `path` (idempotent; a new codec re-reads the children)."""
+    def watch(self, path: str) -> bool:
+        """Start mirroring `path` (idempotent, non-blocking); True if it was not mirrored yet."""
         with self._lock:
-            known = self._codecs.get(path)
-            self._codecs[path] = codec
-        if known is not codec:
-            self.refresh(path)
+            if path in self._nodes:
+                return False
+            self._nodes[path], self._keys[path] = {}, {}
+        self._list(path)
+        return True
 
     def unwatch(self, path: str) -> None:
         """Stop mirroring `path`. Watches already set fire once more and are ignored."""
         with self._lock:
-            self._codecs.pop(path, None)
             self._nodes.pop(path, None)
+            self._keys.pop(path, None)
 
     def refresh(self, path: str) -> None:
-        """Read `path` afresh (children and their data) and replace the mirror of it. Blocking."""
-        with self._lock:
-            codec, epoch = self._codecs.get(path), self._epochs.get(path, 0)
-        if codec is None:
-            return
-        try:
-            names = self.client.get_children(path, watch=self._on_children)
-        except NoNodeError:
-            names = []
-            if self.client.exists(path, watch=self._on_children) is not None:
-                return self.refresh(path)
-        reads = [(name, self.client.get_async(f"{path}/{name}", watch=self._on_data)) for name in names]
-        nodes: dict[str, Node] = {}
-        for name, result in reads:
+        """Read `path` afresh (children and their data) and replace the mirror of it. Blocking,
+        each read bounded by `timeout`; raises one of `zk.ERRORS` if ZooKeeper fails."""
+        while True:
+            with self._lock:
+                if path not in self._nodes:
+                    return
+                epoch = self._epochs.get(path, 0)
             try:
-                data, stat = result.get()
+                names = zk.wait(self.client.get_children_async(path, watch=self._on_children), self.timeout)
             except NoNodeError:
-                continue
-            nodes[name] = _node(codec, name, data, stat)
-        with self._lock:
-            stale = self._epochs.get(path, 0) != epoch
-            if path in self._codecs and not stale:
+                names = []
+                if zk.wait(self.client.exists_async(path, watch=self._on_children), self.timeout) is not None:
+                    continue  # created meanwhile
+            reads = [(name, self.client.get_async(f"{path}/{name}")) for name in names]
+            nodes: dict[str, Node] = {}
+            for name, result in reads:
+                try:
+                    data, stat = zk.wait(result, self.timeout)
+                except NoNodeError:
+                    continue
+                nodes[name] = _node(name, data, stat)
+            with self._lock:
+                if path not in self._nodes:
+                    return
+                if self._epochs.get(path, 0) != epoch:
+                    continue  # a transaction of ours landed meanwhile: read again
+                old = self._nodes[path]
+                changed = _keys_of(old.values()) | _keys_of(nodes.values())
                 self._nodes[path] = nodes
-        if stale:  # a transaction of ours landed meanwhile: read again
-            return self.refresh(path)
-        self.on_change(path)
+                self._keys[path] = _index(nodes.values())
+            self.on_change(path, changed)
+            return
 
     def refresh_all(self) -> None:
         for path in self.paths():
@@ -106,100 +136,125 @@ class Membership:
         """Record the effect of a committed transaction of ours: `results` are kazoo's, in the
         order of the ZooKeeper operations that `ops` expanded to."""
         with self._lock:
-            codec, nodes = self._codecs.get(path), self._nodes.get(path)
-            if codec is None or nodes is None:
+            nodes, keys = self._nodes.get(path), self._keys.get(path)
+            if nodes is None or keys is None:
                 return
             self._epochs[path] = self._epochs.get(path, 0) + 1
             position = 0
             for op in ops:
-                if isinstance(op, Delete):
-                    nodes.pop(op.name, None)
+                if isinstance(op, Delete | Replace):
+                    _drop(nodes, keys, op.name)
                     position += 1
-                elif isinstance(op, Update):
-                    nodes[op.name] = _node(codec, op.name, op.data, None, session, op.version + 1)
+                if isinstance(op, Update):
+                    _put(nodes, keys, _node(op.name, op.data, None, session, op.version + 1))
                     position += 1
-                else:
+                elif not isinstance(op, Delete):
                     new = op.new if isinstance(op, Replace) else op
-                    if isinstance(op, Replace):
-                        nodes.pop(op.name, None)
-                        position += 1
                     name = str(results[position]).rsplit("/", 1)[1]
-                    nodes[name] = _node(codec, name, new.data, None, session, 0)
+                    _put(nodes, keys, _node(name, new.data, None, session, 0))
                     position += 1
 
-    # -- watches (kazoo's callback thread) --------------------------------------------------
+    # -- the watch (kazoo's threads; nothing here blocks) ------------------------------------
 
     def _on_children(self, event: WatchedEvent) -> None:
         if event.type == EventType.NONE:  # a session event, not a change: reconnecting refreshes
             return
-        try:
-            self._list(event.path)
-        except KazooException as error:  # connection lost: `refresh_all` runs on reconnect
-            log.debug("listing %s failed: %s", event.path, error)
+        self._list(event.path)
 
     def _list(self, path: str) -> None:
-        while True:
-            with self._lock:
-                codec, epoch = self._codecs.get(path), self._epochs.get(path, 0)
-            if codec is None:
-                return
-            try:
-                names = set(self.client.get_children(path, watch=self._on_children))
-            except NoNodeError:
-                names = set()
-                if self.client.exists(path, watch=self._on_children) is not None:
-                    return self.refresh(path)
-            with self._lock:
-                if self._epochs.get(path, 0) != epoch:
-                    continue  # older than a transaction of ours: list again
-                nodes = self._nodes.setdefault(path, {})
-                for gone in set(nodes) - names:
-                    del nodes[gone]
-                new = names - set(nodes)
-            break
-        for name in new:
-            self._read(path, name)
-        self.on_change(path)
-
-    def _on_data(self, event: WatchedEvent) -> None:
-        # Changed, or deleted (and perhaps created anew by another session): read it again.
-        if event.type in (EventType.CHANGED, EventType.DELETED):
-            self._read(*event.path.rsplit("/", 1))
-
-    def _read(self, path: str, name: str) -> None:
         with self._lock:
+            if path not in self._nodes:
+                return
             epoch = self._epochs.get(path, 0)
-        self.client.get_async(f"{path}/{name}", watch=self._on_data).rawlink(
-            lambda result: self._on_read(path, name, epoch, result)
+        self.client.get_children_async(path, watch=self._on_children).rawlink(
+            lambda result: self._on_listing(path, epoch, result)
         )
+
+    def _on_listing(self, path: str, epoch: int, result) -> None:
+        try:
+            names = set(result.get())
+        except NoNodeError:
+            # Not there (yet): be told when it is created; a later listing reads it.
+            self.client.exists_async(path, watch=self._on_children)
+            names = set()
+        except zk.ERRORS as error:  # connection lost: the reconnect refreshes every path
+            log.debug("listing %s failed: %s", path, type(error).__name__)
+            return
+        with self._lock:
+            nodes, keys = self._nodes.get(path), self._keys.get(path)
+            if nodes is None or keys is None:
+                return
+            if self._epochs.get(path, 0) != epoch:
+                stale = True
+            else:
+                stale = False
+                gone = [nodes[name] for name in nodes.keys() - names]
+                for node in gone:
+                    _drop(nodes, keys, node.name)
+                new = names - nodes.keys()
+                epoch_now = self._epochs.get(path, 0)
+        if stale:  # older than a transaction of ours: list again
+            return self._list(path)
+        for name in new:
+            self.client.get_async(f"{path}/{name}").rawlink(
+                lambda result, name=name: self._on_read(path, name, epoch_now, result)
+            )
+        if gone:
+            self.on_change(path, _keys_of(gone))
 
     def _on_read(self, path: str, name: str, epoch: int, result) -> None:
         try:
             data, stat = result.get()
         except NoNodeError:
-            data = stat = None
-        except KazooException:  # connection lost: `refresh_all` runs on reconnect
+            return  # gone again: the next listing says so
+        except zk.ERRORS:  # connection lost: the reconnect refreshes every path
             return
         with self._lock:
-            codec, nodes = self._codecs.get(path), self._nodes.get(path)
-            if codec is None or nodes is None:
+            nodes, keys = self._nodes.get(path), self._keys.get(path)
+            if nodes is None or keys is None:
                 return
             stale = self._epochs.get(path, 0) != epoch
-            if not stale and stat is None:
-                nodes.pop(name, None)
-            elif not stale:
-                nodes[name] = _node(codec, name, data, stat)
-        if stale:  # sent before a transaction of ours landed: read again
-            self._read(path, name)
-        else:
-            self.on_change(path)
+            if not stale:
+                node = _node(name, data, stat)
+                _put(nodes, keys, node)
+        if stale:  # sent before a transaction of ours landed: list again
+            return self._list(path)
+        self.on_change(path, _keys_of([node]))
 
 
-def _node(codec: Codec, name: str, data: bytes, stat, session: int = 0, version: int = 0) -> Node:
+def _node(name: str, data: bytes, stat, session: int = 0, version: int = 0) -> Node:
+    """A znode as the plan sees it, its data read in whichever known format fits."""
     try:
-        member = codec.decode(name, data)
+        member = formats.read_any(name, data)[1]
     except ValueError:
         member = None
     if stat is not None:
         session, version = stat.ephemeralOwner, stat.version
     return Node(name=name, data=data, version=version, session=session, member=member)
+
+
+def _keys_of(nodes: Iterable[Node]) -> set[str]:
+    return {_key(n) for n in nodes}
+
+
+def _index(nodes: Iterable[Node]) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for node in nodes:
+        keys.setdefault(_key(node), set()).add(node.name)
+    return keys
+
+
+def _put(nodes: dict[str, Node], keys: dict[str, set[str]], node: Node) -> None:
+    _drop(nodes, keys, node.name)
+    nodes[node.name] = node
+    keys.setdefault(_key(node), set()).add(node.name)
+
+
+def _drop(nodes: dict[str, Node], keys: dict[str, set[str]], name: str) -> None:
+    old = nodes.pop(name, None)
+    if old is not None:
+        names = keys.get(_key(old))
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del keys[_key(old)]

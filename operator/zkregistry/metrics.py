@@ -24,6 +24,14 @@ RESYNCS = Counter("zkregistry_resyncs_total", "full resyncs of every path")
 RECONCILE_ERRORS = Counter("zkregistry_reconcile_errors_total", "reconciles or status reports that failed")
 APPLIED = Counter("zkregistry_applied_operations_total", "plan operations that took effect in ZooKeeper")
 ZK_OPERATIONS = Counter("zkregistry_zookeeper_operations_total", "ZooKeeper operations sent in transactions")
+HEARTBEAT_AGE = Gauge(
+    "zkregistry_status_heartbeat_age_seconds",
+    "seconds since a leader last refreshed the registry's status (Leader condition); grows when no replica leads",
+    ["namespace", "registry"],
+)
+HANDOVER_TIMEOUTS = Counter(
+    "zkregistry_handover_timeouts_total", "graceful handovers whose deadline passed before the successor took over"
+)
 REFUSED = Counter("zkregistry_refused_transactions_total", "transactions refused as stale or unfenced")
 
 

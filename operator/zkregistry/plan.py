@@ -2,16 +2,30 @@
 
 A pure function in the manner of external-dns's `plan.Calculate`: from the desired registrations,
 the znodes that are really there, the owner id and this replica's ZooKeeper session, it computes
-operations. Ownership lives here and nowhere else: a znode is ours when its payload carries our
-owner id, and a znode that is not ours is never updated, replaced or deleted.
+operations. Ownership lives here and nowhere else: a znode is ours when its payload, read in any
+known format, carries our owner id; a znode that is not ours is never updated or deleted.
+
+Make before break. A registration owned by another session (the previous leader's) is taken over
+by creating the pod's registration anew under a free name, and only once that create has
+committed, in a later plan, deleting the old znode. A client therefore sees a pod twice for a
+moment, never zero times: a delete and a create of one name, even in one transaction, is a
+removal to a client that watches each child (Curator's ServiceCache). Each pod has two names in
+a non-sequential format, its base name and `base + ALTERNATE`, so that the new registration
+always has one free; a sequential format gets a new number anyway.
+
+    plan = calculate(desired, actual, owner="prod", session=session_id)   # a whole path
+    ops = for_instance(uid, desired.get(uid), ours_of_uid, actual, session) # one pod
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zkregistry.formats import Member
+
+#: Suffix of a pod's second znode name, used while its registration moves to a new session.
+ALTERNATE = ".1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +46,7 @@ class Node:
     data: bytes
     version: int
     session: int  # ephemeralOwner: the session that owns it (0 for a persistent znode)
-    member: Member | None  # None when the data is not of the registry's format
+    member: Member | None  # None when the data is of no known format
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +68,9 @@ class Update:
 
 @dataclass(frozen=True, slots=True)
 class Replace:
-    """Another session owns our znode (takeover): delete and create in one transaction, so that the
-    znode, or its successor, is never absent."""
+    """Delete and create one name in one transaction: a takeover when none of a pod's names is free
+    (a client that watches each child sees the pod go and come back unless its other name holds
+    it too)."""
 
     name: str
     version: int
@@ -85,38 +100,68 @@ def is_ours(node: Node, owner: str) -> bool:
     return node.member is not None and node.member.owner == owner
 
 
-def calculate(desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: str, session: int) -> Plan:
-    """Operations that turn `actual` into `desired` without touching any znode that is not ours.
+def instance_key(node: Node) -> str:
+    """The pod a znode registers: its uid, or the znode's name if it names none."""
+    return (node.member.uid if node.member is not None else None) or node.name
 
-    `desired` is keyed by instance id (the pod's uid), `actual` by znode name. Of several znodes of
-    ours for one instance (possible only for sequential formats), the one this session owns is
-    kept and the others are deleted.
+
+def names_of(want: Wanted) -> tuple[str, ...]:
+    """The znode names a non-sequential registration may take, in order of preference."""
+    return () if want.sequential else (want.name, want.name + ALTERNATE)
+
+
+def fits(node: Node, want: Wanted) -> bool:
+    """Whether `node` is named as `want` would be (so a format change moves the registration)."""
+    return node.name.startswith(want.name) if want.sequential else node.name in names_of(want)
+
+
+def for_instance(
+    uid: str, want: Wanted | None, ours: Sequence[Node], taken: Container[str], session: int
+) -> tuple[list[Op], str | None]:
+    """Operations that bring one pod's registrations to `want` (None: not registered), and the name
+    that blocked it, if a znode of another owner holds every name it may take.
+
+    `ours` are the znodes of ours that register `uid` (any session, any format); `taken` holds
+    every name under the path. At most one znode of ours per pod remains once the plans have run.
+    """
+    if want is None:
+        return [Delete(n.name, n.version) for n in ours], None
+    mine = sorted((n for n in ours if n.session == session and fits(n, want)), key=lambda n: n.name)
+    if mine:
+        keep = mine[0]
+        ops: list[Op] = [Delete(n.name, n.version) for n in ours if n is not keep]
+        if keep.data != want.data:
+            ops.append(Update(keep.name, keep.version, want.data))
+        return ops, None
+    # Make before break: a registration of this session first; the others go in a later plan.
+    if want.sequential:
+        return [Create(want.name, want.data, True, uid)], None
+    free = next((name for name in names_of(want) if name not in taken), None)
+    if free is not None:
+        return [Create(free, want.data, False, uid)], None
+    # No free name. Replace one of ours in place: the alternate, so that if both are ours the
+    # other keeps the pod visible; if the other is foreign, this is the only way to keep the pod.
+    held = sorted((n for n in ours if n.name in names_of(want)), key=lambda n: n.name)
+    if held:
+        victim = held[-1]
+        return [Replace(victim.name, victim.version, Create(victim.name, want.data, False, uid))], None
+    return [], want.name
+
+
+def calculate(desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: str, session: int) -> Plan:
+    """Operations that move `actual` towards `desired` without touching any znode that is not ours.
+
+    `desired` is keyed by instance id (the pod's uid), `actual` by znode name. Applying the plan
+    and planning again converges in at most two rounds (make, then break).
     """
     plan = Plan()
     ours: dict[str, list[Node]] = {}
     for node in actual.values():
         if is_ours(node, owner):
-            assert node.member is not None
-            ours.setdefault(node.member.uid or node.name, []).append(node)
-
-    for uid, nodes in ours.items():
-        nodes.sort(key=lambda n: (n.session != session, n.name))
-        keep, extra = nodes[0], nodes[1:]
-        plan.ops.extend(Delete(n.name, n.version) for n in extra)
-        want = desired.get(uid)
-        if want is None:
-            plan.ops.append(Delete(keep.name, keep.version))
-        elif keep.session != session:
-            new_name = want.name if want.sequential else keep.name
-            plan.ops.append(Replace(keep.name, keep.version, Create(new_name, want.data, want.sequential)))
-        elif keep.data != want.data:
-            plan.ops.append(Update(keep.name, keep.version, want.data))
-
-    for uid, want in desired.items():
-        if uid in ours:
-            continue
-        if not want.sequential and want.name in actual:
-            plan.conflicts.append(want.name)
-        else:
-            plan.ops.append(Create(want.name, want.data, want.sequential, uid))
+            ours.setdefault(instance_key(node), []).append(node)
+    for uid in [*ours, *(uid for uid in desired if uid not in ours)]:
+        ops, conflict = for_instance(uid, desired.get(uid), ours.get(uid, ()), actual, session)
+        plan.ops.extend(ops)
+        if conflict is not None:
+            plan.conflicts.append(conflict)
     return plan

@@ -3,20 +3,30 @@
 On its own thread, so that a slow API server never delays a ZooKeeper write, it keeps each
 ServiceRegistry's status equal to `status.compute` of what the membership mirror shows, manages
 the finalizer on our own ServiceRegistry objects, and posts Warning Events on Deployments whose
-opt-in cannot be honoured. Status is patched only when it differs from the object's current one,
-so a new leader also repairs whatever a deposed one wrote.
+opt-in cannot be honoured. Status is patched when it differs from the object's current one (so
+a new leader also repairs whatever a deposed one wrote), and at least every `HEARTBEAT` seconds:
+the `Leader` condition's lastHeartbeatTime says how fresh the status is.
+
+A status write is fenced as ZooKeeper writes are: only while connected, and only after reading
+that our election znode still exists. A replica cut off from ZooKeeper therefore stops writing
+status at once, and two replicas never take turns in `status.leader`.
+
+Every replica, leader or not, also watches the heartbeats (`watch_heartbeats`): a registry whose
+status no leader has refreshed for `STALE` seconds gets a Warning Event and shows in the
+`zkregistry_status_heartbeat_age_seconds` metric, so a headless operator cannot look healthy.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
 
-from zkregistry import api, metrics, status
+from zkregistry import api, metrics, status, zk
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
 from zkregistry.kube import Kube
@@ -27,6 +37,8 @@ from zkregistry.plan import is_ours
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.1  # gather the changes of one burst into one status write
+HEARTBEAT = 30.0  # seconds between status writes of a registry, at the latest
+STALE = 3 * HEARTBEAT  # a status older than this has no leader behind it
 
 
 class Reporter:
@@ -39,6 +51,7 @@ class Reporter:
         kube: Kube,
         owner: str,
         paused: threading.Event,
+        timeout: float = 10.0,
     ) -> None:
         self.client = client
         self.inventory = inventory
@@ -47,6 +60,9 @@ class Reporter:
         self.kube = kube
         self.owner = owner
         self.paused = paused
+        self.timeout = timeout
+        self._stale: set[Key] = set()  # registries whose missing heartbeat we reported
+        self._started = time.monotonic()  # no alarm before a leader has had time to write
         self._dirty: set[Key] = set()
         self._wake = threading.Condition()
         self._warned: dict[Key, str] = {}  # Deployment -> the message of its last Warning
@@ -67,6 +83,7 @@ class Reporter:
             stop.wait(SETTLE_SECONDS)
             with self._wake:
                 keys, self._dirty = self._dirty, set()
+            self.watch_heartbeats()
             if not self._may_write():
                 continue
             if not keys:  # woken by the period, not by a change: check every registry
@@ -80,17 +97,41 @@ class Reporter:
                 stop.wait(1.0)
 
     def _may_write(self) -> bool:
-        """Only the leader writes; while ZooKeeper is unreachable it may still say so."""
-        if self.paused.is_set() or not self.election.leader:
-            return False
-        if not self.election.connected:
-            return True
+        """Only the leader writes, only while connected, and only with its fence confirmed."""
         node = self.election.node
-        # Fencing for Kubernetes writes: our election znode must still exist.
-        try:
-            return node is not None and self.client.exists(node) is not None
-        except KazooException:
+        if self.paused.is_set() or not self.election.writable or node is None:
             return False
+        try:
+            exists = zk.wait(self.client.exists_async(node), self.timeout) is not None
+        except zk.ERRORS:
+            return False
+        if not exists:
+            self.election.fence_lost(node)
+        return exists and self.election.writable
+
+    def watch_heartbeats(self) -> None:
+        """Every replica: report registries whose status no leader has refreshed for `STALE` s."""
+        at = dt.datetime.now(dt.UTC)
+        for registry in self.inventory.registries():
+            age = status.heartbeat_age(registry.status, registry.created, at)
+            metrics.HEARTBEAT_AGE.labels(registry.namespace, registry.name).set(max(0.0, age))
+            if age < STALE:
+                self._stale.discard(registry.key)
+            elif registry.key not in self._stale and not registry.deleting and self._up() >= STALE:
+                self._stale.add(registry.key)
+                self.kube.event(
+                    api.KIND,
+                    registry.key,
+                    registry.uid,
+                    "Warning",
+                    "NoLeader",
+                    f"no zkregistry leader has refreshed this status for {age:.0f} s "
+                    f"(replica {self.election.identifier} noticed): registrations are not maintained; "
+                    "check the operator's replicas and their ZooKeeper connection",
+                )
+
+    def _up(self) -> float:
+        return time.monotonic() - self._started
 
     def report(self, keys: Iterable[Key]) -> None:
         for key in sorted(keys):
@@ -123,7 +164,6 @@ class Reporter:
             ready_pods=len(instances),
             owner=self.owner,
             leader=self.election.identifier,
-            zookeeper_ok=self.election.connected,
             conflict_with=conflict,
             problems=problems,
         )
@@ -132,7 +172,11 @@ class Reporter:
         metrics.REGISTRATIONS.labels(registry.namespace, registry.name).set(
             sum(1 for n in nodes.values() if is_ours(n, self.owner))
         )
-        if _without_times(new) != _without_times(previous):
+        at = dt.datetime.now(dt.UTC)
+        if (
+            _without_times(new) != _without_times(previous)
+            or status.heartbeat_age(previous, "", at) >= HEARTBEAT - SETTLE_SECONDS
+        ):
             self.kube.patch_status(registry, new)
         if self._leaders.get(registry.key) != self.election.identifier:
             was = previous.get("leader")
@@ -185,6 +229,7 @@ def _without_times(value: dict) -> dict:
     return {
         **value,
         "conditions": [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value.get("conditions") or ()
+            {k: v for k, v in c.items() if k not in ("lastTransitionTime", "lastHeartbeatTime")}
+            for c in value.get("conditions") or ()
         ],
     }

@@ -15,6 +15,8 @@ from zkregistry.model import Problem, Registry
 from zkregistry.plan import Node, is_ours
 
 MAX_MEMBERS = 200
+#: The condition whose lastHeartbeatTime the leader refreshes: how fresh this status is.
+LEADER = "Leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +28,6 @@ class Observation:
     ready_pods: int
     owner: str
     leader: str
-    zookeeper_ok: bool
     conflict_with: Registry | None = None
     problems: Sequence[Problem] = ()
 
@@ -38,7 +39,7 @@ def members(nodes: Mapping[str, Node], owner: str) -> list[dict]:
         member = node.member
         entry: dict = {"id": name, "source": "kubernetes" if is_ours(node, owner) else "external"}
         if member is None:
-            entry["error"] = "payload is not valid JSON of the registry's format"
+            entry["error"] = "payload is of no known registration format"
         else:
             for field in ("address", "port", "namespace", "pod", "deployment"):
                 value = getattr(member, field)
@@ -69,8 +70,6 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
             "PathConflict",
             f"service path is held by ServiceRegistry {o.conflict_with.namespace}/{o.conflict_with.name}",
         )
-    elif not o.zookeeper_ok:
-        ready = ("False", "ZooKeeperUnavailable", "ZooKeeper cannot be reached; registrations resume when it returns")
     elif o.problems:
         ready = ("False", o.problems[0].reason, "; ".join(p.message for p in o.problems))
     elif ours != o.ready_pods:
@@ -92,11 +91,18 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
     else:
         truncated = ("False", "Complete", "")
 
+    leader = ("True", "Heartbeat", f"replica {o.leader} writes this registry's members and status")
     previous_conditions = {c.get("type"): c for c in (previous or {}).get("conditions") or ()}
     conditions = [
         _condition(kind, value, o.registry.generation, now, previous_conditions.get(kind))
-        for kind, value in (("Ready", ready), ("PathConflict", conflict), ("MembersTruncated", truncated))
+        for kind, value in (
+            ("Ready", ready),
+            ("PathConflict", conflict),
+            ("MembersTruncated", truncated),
+            (LEADER, leader),
+        )
     ]
+    conditions[-1]["lastHeartbeatTime"] = now
     return {
         "servicePath": o.registry.service_path,
         "members": shown,
@@ -123,3 +129,14 @@ def _condition(kind: str, value: tuple[str, str, str], generation: int, now: str
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def heartbeat_age(status: Mapping | None, created: str, at: dt.datetime) -> float:
+    """Seconds since a leader last wrote this status (since `created` if none ever did)."""
+    beat = next(
+        (c.get("lastHeartbeatTime") for c in (status or {}).get("conditions") or () if c.get("type") == LEADER), None
+    )
+    stamp = beat or created
+    if not stamp:
+        return 0.0
+    return (at - dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
@@ -40,3 +42,14 @@ def client(settings: Settings) -> KazooClient:
         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
         command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
     )
+
+
+#: What a bounded ZooKeeper call may raise when ZooKeeper fails or does not answer in time.
+ERRORS = (KazooException, KazooTimeoutError)
+
+
+def wait(result, timeout: float):
+    """The value of a kazoo async `result`, waiting at most `timeout` seconds: a blocking call that
+    can never hang on a connection that does not answer. Raises kazoo's exceptions, or the
+    handler's timeout exception (KazooTimeoutError) when the time is up."""
+    return result.get(timeout=timeout)

@@ -49,7 +49,8 @@ def deployment_body(name: str = "web", registry: str | None = "reg", port: str |
     }
 
 
-REGISTRY = Registry.from_body({"metadata": {"name": "reg", "namespace": "ns", "uid": "r"}, "spec": {}})
+REGISTRY_BODY = {"metadata": {"name": "reg", "namespace": "ns", "uid": "r"}, "spec": {}}
+REGISTRY = Registry.from_body(REGISTRY_BODY)
 
 
 def test_registry_defaults():
@@ -92,19 +93,36 @@ def test_desired_only_serving_pods_and_problems_isolated():
 
 def test_inventory_follows_pod_to_registry_through_replicaset():
     changed: list[set] = []
-    inventory = Inventory(on_change=lambda keys: changed.append(set(keys)))
+    pods: list[tuple] = []
+    inventory = Inventory(
+        on_change=lambda keys: changed.append(set(keys)), on_pods=lambda key, uids: pods.append((key, uids))
+    )
     inventory.put_registry(REGISTRY)
     inventory.put_deployment(Deployment.from_body(deployment_body("web")))
     inventory.put_replicaset(("ns", "web-1"), "web")
     changed.clear()
     inventory.put_pod(Pod.from_body(pod_body("a")))
-    assert changed == [{("ns", "reg")}]
+    # A pod event names its registry and that pod alone: no whole-registry change.
+    assert pods == [(("ns", "reg"), {"uid-a"})] and changed == []
     assert list(inventory.desired(REGISTRY)[0]) == ["uid-a"]
+    assert inventory.instance(REGISTRY, "uid-a") == inventory.desired(REGISTRY)[0]["uid-a"]
     # The Deployment opts out: the registry is told, and wants nothing.
     inventory.put_deployment(Deployment.from_body(deployment_body("web", registry=None)))
     assert changed[-1] == {("ns", "reg")}
-    assert inventory.desired(REGISTRY)[0] == {}
+    assert inventory.desired(REGISTRY)[0] == {} and inventory.instance(REGISTRY, "uid-a") is None
     inventory.remove_pod(("ns", "a"))
+    assert inventory.instance(REGISTRY, "uid-a") is None
+
+
+def test_a_status_only_change_of_a_registry_wakes_nothing():
+    changed: list[set] = []
+    inventory = Inventory(on_change=lambda keys: changed.append(set(keys)))
+    inventory.put_registry(REGISTRY)
+    changed.clear()
+    with_status = Registry.from_body({**REGISTRY_BODY, "status": {"memberCount": 3}})
+    inventory.put_registry(with_status)
+    assert changed == []
+    assert inventory.registry(REGISTRY.key).status == {"memberCount": 3}  # still stored, for the reporter
 
 
 def test_inventory_path_owner_is_the_oldest_claimant():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zkregistry.formats import Member
-from zkregistry.plan import Create, Delete, Node, Replace, Update, Wanted, calculate
+from zkregistry.plan import ALTERNATE, Create, Delete, Node, Replace, Update, Wanted, calculate
 
 OWNER, SESSION = "us", 7
 
@@ -49,10 +49,31 @@ def test_creates_missing_and_deletes_stale():
     assert plan.ops == [Delete("c", 0), Create("a", b"a|1")]
 
 
-def test_takes_over_znodes_of_another_session_in_place():
+def test_takes_over_another_sessions_znode_make_before_break():
     desired = {"a": Wanted("a", b"a|1")}
     actual = {"a": node("a", b"a|1", OWNER, session=3, version=2)}
-    assert calculate(desired, actual, OWNER, SESSION).ops == [Replace("a", 2, Create("a", b"a|1"))]
+    # First a registration of this session under the pod's other name; the old one stays ...
+    make = calculate(desired, actual, OWNER, SESSION)
+    assert make.ops == [Create("a" + ALTERNATE, b"a|1", uid="a")]
+    # ... and goes only once the new one exists.
+    after = apply(actual, make)
+    assert calculate(desired, after, OWNER, SESSION).ops == [Delete("a", 2)]
+
+
+def test_takeover_when_both_names_are_held_by_other_sessions_keeps_one_visible():
+    desired = {"a": Wanted("a", b"a|1")}
+    actual = {
+        "a": node("a", b"a|1", OWNER, session=3, uid="a"),
+        "a" + ALTERNATE: node("a" + ALTERNATE, b"a|1", OWNER, session=4, uid="a"),
+    }
+    plan = calculate(desired, actual, OWNER, SESSION)
+    assert plan.ops == [Replace("a" + ALTERNATE, 0, Create("a" + ALTERNATE, b"a|1", uid="a"))]
+
+
+def test_format_change_moves_a_registration_to_its_new_name_first():
+    desired = {"p": Wanted("member_", b"p|2", sequential=True)}
+    actual = {"p": node("p", b"p|1", OWNER, SESSION, uid="p")}  # the old format's name
+    assert calculate(desired, actual, OWNER, SESSION).ops == [Create("member_", b"p|2", True, uid="p")]
 
 
 def test_updates_data_in_place_within_the_session():
@@ -69,8 +90,10 @@ def test_never_touches_foreign_or_unparseable_znodes():
         "y": node("y", b"{}", "someone-else", SESSION),
     }
     plan = calculate(desired, actual, OWNER, SESSION)
-    assert plan.ops == []
-    assert plan.conflicts == ["a"]
+    assert plan.ops == [Create("a" + ALTERNATE, b"a|1", uid="a")]  # the pod's other name is free
+    actual["a" + ALTERNATE] = node("a" + ALTERNATE, b"theirs", "someone-else", 9)
+    plan = calculate(desired, actual, OWNER, SESSION)
+    assert plan.ops == [] and plan.conflicts == ["a"]
 
 
 def test_sequential_duplicates_keep_the_one_this_session_owns():
@@ -103,7 +126,7 @@ def scenarios(draw):
     for i, (uid, owner, session, v) in enumerate(
         draw(st.lists(st.tuples(uids, owners, sessions, st.integers(0, 3)), max_size=12))
     ):
-        name = f"member_{i:010d}" if sequential else uid
+        name = f"member_{i:010d}" if sequential else uid + draw(st.sampled_from(["", ALTERNATE]))
         if name in actual:
             continue
         actual[name] = node(name, f"{uid}|{v}".encode(), owner, session, uid=uid, version=v)
@@ -112,22 +135,30 @@ def scenarios(draw):
 
 @settings(max_examples=600, deadline=None)
 @given(scenarios())
-def test_plan_reaches_desired_and_spares_others(scenario):
+def test_plans_reach_desired_without_a_gap_and_spare_others(scenario):
     desired, actual = scenario
-    plan = calculate(desired, actual, OWNER, SESSION)
-
     foreign = {n: v for n, v in actual.items() if v.member is None or v.member.owner != OWNER}
-    touched = {op.name for op in plan.ops if not isinstance(op, Create)}
-    assert not touched & set(foreign), "the plan touched a znode that is not ours"
-
-    after = apply(actual, plan)
-    assert {n: v for n, v in after.items() if n in foreign} == foreign
-    ours = {n: v for n, v in after.items() if n not in foreign}
-    blocked = set(plan.conflicts)
+    conflicts: set[str] = set()
+    for _ in range(3):  # make, then break: converges in two rounds, the third finds nothing
+        plan = calculate(desired, actual, OWNER, SESSION)
+        touched = {op.name for op in plan.ops if not isinstance(op, Create)}
+        assert not touched & set(foreign), "the plan touched a znode that is not ours"
+        conflicts |= set(plan.conflicts)
+        after = apply(actual, plan)
+        # Make before break: a desired pod registered before a round is registered after it.
+        for uid in desired:
+            if registered(actual, uid):
+                assert registered(after, uid), f"{uid} vanished within a round"
+        actual = after
+    assert not calculate(desired, actual, OWNER, SESSION), "not converged in two rounds"
+    assert {n: v for n, v in actual.items() if n in foreign} == foreign
+    ours = {n: v for n, v in actual.items() if n not in foreign}
     assert sorted(v.member.uid for v in ours.values()) == sorted(
-        u for u in desired if desired[u].name not in blocked or desired[u].sequential
+        u for u in desired if desired[u].name not in conflicts or desired[u].sequential
     )
     for v in ours.values():
         assert v.session == SESSION and v.data == desired[v.member.uid].data
-    # A second plan over the result has nothing left to do: reconciling is idempotent.
-    assert not calculate(desired, after, OWNER, SESSION)
+
+
+def registered(actual: dict[str, Node], uid: str) -> bool:
+    return any(v.member is not None and v.member.owner == OWNER and v.member.uid == uid for v in actual.values())

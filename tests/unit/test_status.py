@@ -23,7 +23,6 @@ def observe(nodes, **kwargs) -> dict:
         ready_pods=kwargs.pop("ready", len(nodes)),
         owner="us",
         leader="r0",
-        zookeeper_ok=True,
         **kwargs,
     )
     return status.compute(o, "2026-01-01T00:00:00Z")
@@ -62,7 +61,21 @@ def test_conditions_say_what_is_wrong():
 
 
 def test_transition_time_kept_while_status_unchanged():
-    o = status.Observation(registry=REGISTRY, nodes={}, ready_pods=0, owner="us", leader="r0", zookeeper_ok=True)
+    o = status.Observation(registry=REGISTRY, nodes={}, ready_pods=0, owner="us", leader="r0")
     first = status.compute(o, "2026-01-01T00:00:00Z")
     second = status.compute(o, "2026-01-02T00:00:00Z", previous=first)
+    beats = [c.pop("lastHeartbeatTime", None) for c in (*first["conditions"], *second["conditions"])]
     assert second["conditions"] == first["conditions"]
+    # Only the Leader condition has a heartbeat, and it is the time of each write.
+    assert [b for b in beats if b] == ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+
+
+def test_heartbeat_age_says_how_fresh_a_status_is():
+    import datetime as dt
+
+    o = status.Observation(registry=REGISTRY, nodes={}, ready_pods=0, owner="us", leader="r0")
+    written = status.compute(o, "2026-01-01T00:00:00Z")
+    at = dt.datetime(2026, 1, 1, 0, 2, tzinfo=dt.UTC)
+    assert status.heartbeat_age(written, "2025-12-01T00:00:00Z", at) == 120
+    # Never written by any leader: as old as the object.
+    assert status.heartbeat_age({}, "2026-01-01T00:01:00Z", at) == 60

@@ -1,133 +1,171 @@
-"""The writer and the election against a real ensemble: fenced transactions, takeover in place,
-and a deposed leader that cannot write."""
+"""The writer and the mirror against a real ensemble: fenced transactions, make-before-break
+takeover as a client with a watch on every child sees it, the mirror's epochs, and a deposed
+leader that cannot write."""
 
 from __future__ import annotations
 
 import threading
-import uuid
 
-import pytest
-from kazoo.client import KazooClient
+from kazoo.protocol.states import EventType
 
 from conftest import eventually
-from zkregistry.election import Election
-from zkregistry.formats import curator
-from zkregistry.membership import Membership
+from zk.conftest import OWNER, wanted
+from zkregistry.formats import serverset
 from zkregistry.model import Instance
-from zkregistry.plan import Wanted, calculate
-from zkregistry.writer import Writer
-
-OWNER = "test-owner"
+from zkregistry.plan import ALTERNATE, Create, Wanted, calculate
 
 
-def client(ensemble) -> KazooClient:
-    c = KazooClient(ensemble.connection_string, timeout=4)
-    c.start(timeout=30)
-    return c
+class ChildWatcher:
+    """A client that watches every child's data and the path's children, as Curator's
+    ServiceCache does: records each (event, name) in the order ZooKeeper delivered them."""
+
+    def __init__(self, client, path: str) -> None:
+        self.client, self.path = client, path
+        self.events: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        for name in client.get_children(path, watch=self._children):
+            client.exists(f"{path}/{name}", watch=self._data)
+
+    def _children(self, event) -> None:
+        if event.type == EventType.NONE:
+            return
+        for name in self.client.get_children(self.path, watch=self._children):
+            self.client.exists(f"{self.path}/{name}", watch=self._data)
+
+    def _data(self, event) -> None:
+        name = event.path.rsplit("/", 1)[1]
+        with self.lock:
+            self.events.append((event.type, name))
+        if event.type != EventType.DELETED:
+            self.client.exists(event.path, watch=self._data)
+
+    def deleted(self) -> list[str]:
+        with self.lock:
+            return [name for kind, name in self.events if kind == EventType.DELETED]
 
 
-def wanted(n: int, service: str) -> dict[str, Wanted]:
-    out = {}
-    for i in range(n):
-        instance = Instance(f"uid-{i}", service, "10.0.0.1", 80 + i, "ns", f"pod-{i}", "web", 0)
-        out[instance.id] = Wanted(instance.id, curator.CODEC.encode(instance, OWNER))
-    return out
+def test_takeover_never_deletes_a_pod_before_its_new_registration_exists(zk, replica_factory):
+    a, b = replica_factory("a"), replica_factory("b")
+    path, desired = a.path, wanted(35, "web")
+    a.lead()
+    b.lead()
+    assert a.election.leader and not b.election.leader
+    outcome = a.sync(desired)
+    assert outcome.applied == 35 and outcome.failed == 0
+    assert outcome.zk_ops == 35 + 4  # four transactions of ten, each with its fence check
+    eventually(lambda: len(b.membership.snapshot(path)) == 35, 10, "b's mirror to see a's 35 znodes")
+
+    # Per pod, the moment its first znode was deleted and the moment its new one was created.
+    created: dict[str, int] = {}
+    deleted: dict[str, int] = {}
+    clock = iter(range(10**6))
+    seen = set(zk.get_children(path))
+
+    def on_children(children):
+        tick = next(clock)
+        for name in set(children) - seen:
+            created.setdefault(name.removesuffix(ALTERNATE), tick)
+        for name in seen - set(children):
+            deleted.setdefault(name.removesuffix(ALTERNATE), tick)
+        seen.clear()
+        seen.update(children)
+
+    zk.ChildrenWatch(path, on_children)
+    watcher = ChildWatcher(zk, path)
+
+    a.election.leave()
+    eventually(lambda: b.election.step() or b.election.leader, 10, "b to lead")
+    outcome = b.sync(desired)
+    assert outcome.failed == 0 and outcome.applied == 70  # 35 creates, then 35 deletes
+    zk.sync(path)  # our reads may come from a server that has not applied b's writes yet
+    owners = {zk.get(f"{path}/{name}")[1].ephemeralOwner for name in zk.get_children(path)}
+    assert owners == {b.session()}
+    assert sorted(zk.get_children(path)) == sorted(f"{uid}{ALTERNATE}" for uid in desired)
+    eventually(lambda: len(watcher.deleted()) == 35, 10, "the data watches to see the old znodes go")
+    # No name was deleted and created again: the new registrations have names of their own.
+    assert set(watcher.deleted()) == set(desired)
+    assert all(created[uid] <= deleted[uid] for uid in desired), "a pod was gone before its new znode came"
+    a.close()  # the old session ends: nothing of b's may go with it
+    assert len(zk.get_children(path)) == 35
+    assert b.sync(desired).applied == 0  # idempotent
 
 
-@pytest.fixture
-def root(zk):
-    """A fresh root for one test, with its service path made; removed afterwards."""
-    root = f"/t-{uuid.uuid4().hex[:6]}"
-    zk.ensure_path(f"{root}/services/web")
-    yield root
-    zk.delete(root, recursive=True)
+def test_a_deposed_leader_cannot_write(zk, replica_factory):
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    stale_fence = a.election.node
+    a.sync(wanted(3, "web"))
+    # Someone else removes a's election znode while a's session lives.
+    zk.delete(stale_fence)
+    plan = calculate(wanted(5, "web"), a.membership.snapshot(path), OWNER, a.session())
+    outcome = a.writer.apply({path: plan.ops}, stale_fence)[path]
+    assert outcome.applied == 0 and outcome.failed == 2 and outcome.fence_gone
+    assert len(zk.get_children(path)) == 3
 
 
-class Replica:
-    """One replica's ZooKeeper side: a client, an election, a mirror and a writer."""
-
-    def __init__(self, ensemble, root: str, path: str, name: str):
-        self.client = client(ensemble)
-        self.changed = threading.Event()
-        self.membership = Membership(self.client, on_change=lambda p: self.changed.set())
-        self.membership.watch(path, curator.CODEC)
-        self.writer = Writer(self.client, self.membership, batch=10)
-        self.election = Election(self.client, f"{root}/election", name, on_change=lambda: None)
-        self.path = path
-
-    def sync(self, desired):
-        plan = calculate(desired, self.membership.snapshot(self.path), OWNER, self.client.client_id[0])
-        return self.writer.apply(self.path, plan.ops, self.election.node or "/none")
-
-    def close(self):
-        self.client.stop()
-        self.client.close()
+def test_a_stale_refusal_is_not_a_lost_fence(zk, replica_factory):
+    a = replica_factory("a")
+    a.lead()
+    a.sync(wanted(1, "web"))
+    zk.delete(f"{a.path}/uid-0")  # behind the mirror's back, so a Delete of it must fail
+    outcome = a.writer.apply({a.path: calculate({}, a.membership.snapshot(a.path), OWNER, a.session()).ops},
+                             a.election.node)[a.path]
+    assert outcome.failed == 1 and not outcome.fence_gone
 
 
-def test_takeover_moves_every_znode_without_a_gap(ensemble, zk, root):
-    path = f"{root}/services/web"
-    desired = wanted(35, "web")
-    a, b = Replica(ensemble, root, path, "a"), Replica(ensemble, root, path, "b")
+def test_format_change_moves_registrations_and_leaves_none_behind(zk, replica_factory):
+    a = replica_factory("a")
+    a.lead()
+    a.sync(wanted(4, "web"))
+    instances = [Instance(f"uid-{i}", "web", "10.0.0.1", 80 + i, "ns", f"pod-{i}", "web", 0) for i in range(4)]
+    as_serversets = {
+        i.id: Wanted(serverset.CODEC.node_name(i), serverset.CODEC.encode(i, OWNER), True, i.id) for i in instances
+    }
+    assert a.sync(as_serversets).failed == 0
+    names = zk.get_children(a.path)
+    assert len(names) == 4 and all(n.startswith("member_") for n in names), names
+
+
+def test_mirror_sees_external_members_come_and_go(zk, replica_factory):
+    a = replica_factory("a")
+    path = a.path
+    zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
+    zk.create(f"{path}/junk", b"\xff\x00", ephemeral=True)
+    nodes = eventually(lambda: (s := a.membership.snapshot(path)) and len(s) == 2 and s, 5, "mirror")
+    assert nodes["vm-1"].member.address == "192.168.0.9" and nodes["vm-1"].member.owner is None
+    assert nodes["junk"].member is None
+    zk.delete(f"{path}/junk")
+    eventually(lambda: "junk" not in a.membership.snapshot(path), 5, "removal")
+    # A child rewritten in place is not watched; the resync's refresh reads it again.
+    zk.set(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.10","port":80}')
+    a.membership.refresh(path)
+    assert a.membership.snapshot(path)["vm-1"].member.address == "192.168.0.10"
+
+
+def test_a_listing_older_than_our_transaction_never_undoes_it(zk, replica_factory):
+    """The mirror's epochs: a listing sent before our transaction but applied after it must not
+    make our new znode look deleted. kazoo applies replies on its completion thread and watch
+    events on its callback thread; holding both makes the interleaving certain, and keeps the
+    watch event of our own create from repairing the mirror behind the test's back."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    releases = []
+    for queue in (a.client.handler.completion_queue, a.client.handler.callback_queue):
+        held, release = threading.Event(), threading.Event()
+        queue.put(lambda held=held, release=release: (held.set(), release.wait(20)))
+        assert held.wait(5)
+        releases.append(release)
     try:
-        a.election.join()
-        b.election.join()
-        assert a.election.leader and not b.election.leader
-        outcome = a.sync(desired)
-        assert outcome.applied == 35 and outcome.failed == 0
-        assert outcome.zk_ops == 35 + 4  # four transactions of ten, each with its fence check
-
-        # A watcher that records every listing of the service path.
-        sizes: list[int] = []
-        zk.ChildrenWatch(path, lambda children: sizes.append(len(children)))
-
-        a.election.leave()
-        eventually(lambda: b.election.leader, 10, "b to lead")
-        b.membership.refresh(path)
-        outcome = b.sync(desired)
-        assert outcome.applied == 35 and outcome.failed == 0
-        owners = {zk.get(f"{path}/{name}")[1].ephemeralOwner for name in zk.get_children(path)}
-        assert owners == {b.client.client_id[0]}
-        a.close()  # the old session ends: nothing of b's may go with it
-        assert len(zk.get_children(path)) == 35
-        assert min(sizes) == 35, f"a watcher saw members disappear: {sizes}"
-        # Idempotent: nothing left to do.
-        assert b.sync(desired).applied == 0
+        a.membership._list(path)  # answered at once, applied only once the thread is released
+        assert zk.get_children(path) == []  # our own request, ordered after a's listing
+        create = Create("uid-0", wanted(1, "web")["uid-0"].data, uid="uid-0")
+        outcome = a.writer.apply({path: [create]}, a.election.node)[path]  # needs no callback
+        assert outcome.applied == 1 and a.membership.has(path, "uid-0")
+        releases[0].set()  # the stale listing, without uid-0, is applied now
+        eventually(lambda: a.client.handler.completion_queue.empty(), 5, "the held replies to be applied")
+        eventually(lambda: a.membership.has(path, "uid-0"), 5, "the mirror to hold our znode")
     finally:
-        b.close()
-
-
-def test_a_deposed_leader_cannot_write(ensemble, zk, root):
-    path = f"{root}/services/web"
-    a = Replica(ensemble, root, path, "a")
-    try:
-        a.election.join()
-        stale_fence = a.election.node
-        a.sync(wanted(3, "web"))
-        # Someone else removes a's election znode (as the expiry of a's session would).
-        zk.delete(stale_fence)
-        outcome = a.writer.apply(
-            path,
-            calculate(wanted(5, "web"), a.membership.snapshot(path), OWNER, a.client.client_id[0]).ops,
-            stale_fence,
-        )
-        assert outcome.applied == 0 and outcome.failed == 2
-        assert len(zk.get_children(path)) == 3
-    finally:
-        a.close()
-
-
-def test_mirror_sees_external_changes(ensemble, zk, root):
-    path = f"{root}/services/web"
-    a = Replica(ensemble, root, path, "a")
-    try:
-        zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
-        zk.create(f"{path}/junk", b"\xff\x00", ephemeral=True)
-        nodes = eventually(lambda: (s := a.membership.snapshot(path)) and len(s) == 2 and s, 5, "mirror")
-        assert nodes["vm-1"].member.address == "192.168.0.9" and nodes["vm-1"].member.owner is None
-        assert nodes["junk"].member is None
-        zk.set(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.10","port":80}')
-        eventually(lambda: a.membership.snapshot(path)["vm-1"].member.address == "192.168.0.10", 5, "data change")
-        zk.delete(f"{path}/junk")
-        eventually(lambda: "junk" not in a.membership.snapshot(path), 5, "removal")
-    finally:
-        a.close()
+        for release in releases:
+            release.set()

@@ -1,0 +1,114 @@
+"""The controller against a real ensemble, with an inventory filled by hand: one failing path does
+not hold up the others, a pod event is planned alone, and the resync repairs what no watch sees."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from kazoo.security import ACL, Id, Permissions
+
+from conftest import eventually
+from zk.conftest import OWNER, new_client
+from zkregistry.controller import Controller
+from zkregistry.election import Election
+from zkregistry.inventory import Inventory
+from zkregistry.membership import Membership
+from zkregistry.model import Deployment, Pod, Registry
+from zkregistry.writer import Writer
+
+NS = "shop"
+
+
+def pod(name: str, deployment: str, ip: str, ready: bool = True) -> Pod:
+    return Pod(NS, name, f"uid-{name}", f"{deployment}-rs", ready, 1, False, ip, "10.1.0.1", "node-1", (("http", 80),))
+
+
+class Setup:
+    def __init__(self, ensemble, root: str, resync: float = 30.0) -> None:
+        self.client = new_client(ensemble)
+        self.stop = threading.Event()
+        self.inventory = Inventory(
+            on_change=lambda keys: self.controller.registries_changed(keys),
+            on_pods=lambda key, uids: self.controller.pods_changed(key, uids),
+        )
+        self.membership = Membership(
+            self.client, on_change=lambda path, uids: self.controller.path_changed(path, uids), timeout=4
+        )
+        self.election = Election(self.client, f"{root}/election", "r0", on_change=lambda: self.controller.wake())
+        self.controller = Controller(
+            self.client, self.inventory, self.membership, Writer(self.client, self.membership, timeout=4),
+            self.election, owner=OWNER, paused=threading.Event(), resync_seconds=resync, timeout=4,
+        )
+        self.root = root
+
+    def registry(self, name: str, pods: int) -> str:
+        """A registry at <root>/<name>/web, with a Deployment of `pods` Ready pods."""
+        self.inventory.put_registry(Registry(NS, name, f"r-{name}", "web", f"{self.root}/{name}"))
+        self.inventory.put_deployment(Deployment(NS, name, f"d-{name}", name, None, (("http", 80),)))
+        self.inventory.put_replicaset((NS, f"{name}-rs"), name)
+        for i in range(pods):
+            self.inventory.put_pod(pod(f"{name}-{i}", name, f"10.0.0.{i + 1}"))
+        return f"{self.root}/{name}/web"
+
+    def start(self) -> None:
+        self.inventory.synced.set()
+        self.election.join()
+        self.thread = threading.Thread(target=self.controller.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if hasattr(self, "thread"):
+            self.thread.join(10)
+        self.client.stop()
+        self.client.close()
+
+
+@pytest.fixture
+def setup(ensemble, root) -> Iterator[Setup]:
+    s = Setup(ensemble, root, resync=1.0)
+    yield s
+    s.close()
+
+
+def test_a_failing_path_backs_off_and_leaves_the_others_alone(zk, setup):
+    good = setup.registry("good", 3)
+    bad = setup.registry("bad", 2)
+    zk.ensure_path(bad.rsplit("/", 1)[0])
+    zk.create(bad, acl=[ACL(Permissions.READ, Id("world", "anyone"))])  # no CREATE for us
+    setup.inventory.synced.set()
+    setup.election.join()
+    setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})
+    assert len(zk.get_children(good)) == 3
+    assert zk.get_children(bad) == []
+    assert bad in setup.controller._deferred and setup.controller._failures[bad][0] >= 2
+    # The next turn does not try the path that backs off, and still serves the others.
+    setup.inventory.put_pod(pod("good-9", "good", "10.0.0.9"))
+    failures = setup.controller._failures[bad][0]
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods=setup.controller._pods)
+    assert len(zk.get_children(good)) == 4
+    assert setup.controller._failures[bad][0] == failures
+
+
+def test_a_pod_event_plans_that_pod_alone(zk, setup):
+    path = setup.registry("web", 20)
+    setup.start()
+    eventually(lambda: len(zk.get_children(path)) == 20, 10, "20 registrations")
+    planned: list[int] = []
+    plan_pods = setup.controller._plan_pods
+    setup.controller._plan_pods = lambda p, uids: planned.append(len(set(uids))) or plan_pods(p, uids)
+    setup.inventory.put_pod(pod("web-3", "web", "10.0.0.4", ready=False))
+    eventually(lambda: "uid-web-3" not in zk.get_children(path), 10, "the not-Ready pod to go")
+    assert planned and max(planned) == 1
+
+
+def test_the_resync_repairs_a_registration_rewritten_behind_our_back(zk, setup):
+    path = setup.registry("web", 2)
+    setup.start()
+    eventually(lambda: len(zk.get_children(path)) == 2, 10, "2 registrations")
+    name = sorted(zk.get_children(path))[0]
+    good = zk.get(f"{path}/{name}")[0]
+    zk.set(f"{path}/{name}", good.replace(b'"port":80', b'"port":81'))  # no watch sees this
+    eventually(lambda: zk.get(f"{path}/{name}")[0] == good, 10, "the resync to restore the data")
