@@ -65,6 +65,9 @@ class Registry:
     created: str = ""  # creationTimestamp: the older of two registries claiming a path wins
     deleting: bool = False
     finalizers: tuple[str, ...] = ()
+    # metadata.resourceVersion: the version a finalizer patch is guarded by. It changes with every
+    # write, status included, so it takes no part in comparisons.
+    resource_version: str = field(default="", compare=False, hash=False)
     status: Mapping = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -98,6 +101,7 @@ class Registry:
             created=meta.get("creationTimestamp") or "",
             deleting=bool(meta.get("deletionTimestamp")),
             finalizers=tuple(meta.get("finalizers") or ()),
+            resource_version=meta.get("resourceVersion") or "",
             status=body.get("status") or {},
         )
 
