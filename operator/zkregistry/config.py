@@ -7,6 +7,7 @@ operator at start-up with a one-line message naming the setting.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import socket
@@ -137,8 +138,20 @@ def validate(s: Settings) -> None:
     for flag, path in (("--zk-chroot", s.zk_chroot), ("--root", s.root)):
         if path and (not path.startswith("/") or path.endswith("/") or "//" in path):
             raise ConfigError(f"{flag}: {path!r} must be an absolute ZooKeeper path without a trailing /")
-    if not 1.0 <= s.session_timeout <= 120.0:
-        raise ConfigError(f"--session-timeout: {s.session_timeout} is outside 1..120 seconds")
+    # float() accepts inf and nan: inf overflows a thread's wait, and nan passes no comparison
+    # (so no range check below would catch it) while making a timed loop spin.
+    for flag, kind, _ in OPTIONS:
+        value = getattr(s, flag.replace("-", "_"))
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"--{flag}: {value} is not a finite number of seconds")
+    for flag, value, low, high, unit in (
+        ("--session-timeout", s.session_timeout, 1, 120, " seconds"),
+        ("--resync-seconds", s.resync_seconds, 1, 86400, " seconds"),
+        ("--handover-timeout", s.handover_timeout, 0, 3600, " seconds"),
+        ("--http-port", s.http_port, 0, 65535, ""),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{flag}: {value:g} is outside {low}..{high}{unit}")
     if not _NAME.match(s.owner_id):
         raise ConfigError(f"--owner-id: {s.owner_id!r} must be 1-63 letters, digits, '.', '_' or '-'")
     if s.zk_digest and ":" not in s.zk_digest:
@@ -156,5 +169,3 @@ def validate(s: Settings) -> None:
     ):
         if path and not os.path.isfile(path):
             raise ConfigError(f"{flag}: {path} does not exist")
-    if s.resync_seconds < 1 or s.handover_timeout < 0 or not 0 <= s.http_port <= 65535:
-        raise ConfigError("--resync-seconds must be >= 1, --handover-timeout >= 0, --http-port a port")

@@ -20,6 +20,25 @@ from zkregistry.model import Key, Registry
 log = logging.getLogger(__name__)
 
 
+JSON_PATCH = "application/json-patch+json"
+
+
+def finalizer_patch(registry: Registry, finalizers: list[str]) -> list[dict]:
+    """A JSON patch (RFC 6902) that sets the finalizer list of the object `registry` was read from.
+
+    The list is computed from a cached copy, so written as it is it would drop a finalizer that
+    another controller added since. The patch therefore first tests that the object is still
+    that copy (its uid: not a re-created namesake; its resourceVersion: not changed since), and
+    the API server applies none of it if a test fails.
+    """
+    return [
+        {"op": "test", "path": "/metadata/uid", "value": registry.uid},
+        {"op": "test", "path": "/metadata/resourceVersion", "value": registry.resource_version},
+        # "replace" fails on a member that does not exist: an object without finalizers needs "add".
+        {"op": "replace" if registry.finalizers else "add", "path": "/metadata/finalizers", "value": list(finalizers)},
+    ]
+
+
 def load_config() -> None:
     """In a pod, the ServiceAccount's credentials; elsewhere, KUBECONFIG or ~/.kube/config."""
     try:
@@ -42,15 +61,33 @@ class Kube:
         )
 
     def set_finalizers(self, registry: Registry, finalizers: list[str]) -> None:
-        """Replaces the finalizer list, guarded by the uid so that a re-created object is not hit."""
-        body = {"metadata": {"uid": registry.uid, "finalizers": finalizers}}
+        """Replaces the finalizer list of `registry` with `finalizers`, computed from that very copy.
+
+        The patch applies only to the version of the object that `registry` was read from (see
+        `finalizer_patch`). If the object has changed since, the API server refuses it and nothing
+        is written: the next report computes the list again from a fresher copy.
+        """
         try:
             self.custom.patch_namespaced_custom_object(
-                api.GROUP, api.VERSION, registry.namespace, api.PLURAL, registry.name, body
+                api.GROUP,
+                api.VERSION,
+                registry.namespace,
+                api.PLURAL,
+                registry.name,
+                finalizer_patch(registry, finalizers),
+                # The client sends a merge patch unless told otherwise, whatever the body.
+                _content_type=JSON_PATCH,
             )
         except ApiException as error:
-            if error.status not in (404, 409):
+            # 404: gone; 422: a test op failed (changed since); 409: changed while being patched.
+            if error.status not in (404, 409, 422):
                 raise
+            log.debug(
+                "finalizers of %s/%s not set (HTTP %s); the next report tries again from a fresher copy",
+                registry.namespace,
+                registry.name,
+                error.status,
+            )
 
     def event(self, kind: str, key: Key, uid: str, type_: str, reason: str, message: str) -> None:
         """Posts a core/v1 Event about an object (`kind` is "Deployment" or "ServiceRegistry")."""

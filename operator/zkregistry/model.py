@@ -65,6 +65,9 @@ class Registry:
     created: str = ""  # creationTimestamp: the older of two registries claiming a path wins
     deleting: bool = False
     finalizers: tuple[str, ...] = ()
+    # metadata.resourceVersion: the version a finalizer patch is guarded by. It changes with every
+    # write, status included, so it takes no part in comparisons.
+    resource_version: str = field(default="", compare=False, hash=False)
     status: Mapping = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -98,6 +101,7 @@ class Registry:
             created=meta.get("creationTimestamp") or "",
             deleting=bool(meta.get("deletionTimestamp")),
             finalizers=tuple(meta.get("finalizers") or ()),
+            resource_version=meta.get("resourceVersion") or "",
             status=body.get("status") or {},
         )
 
@@ -243,16 +247,27 @@ class Problem:
     message: str
 
 
+def _port_number(wanted: str | int | None) -> int | None:
+    """The number that `wanted` spells (an int, or ASCII digits with an optional leading minus),
+    whether or not it is a valid port; None for a port name or nothing."""
+    if isinstance(wanted, int):
+        return wanted
+    text = (wanted or "").removeprefix("-")
+    return int(wanted) if text.isascii() and text.isdigit() else None
+
+
 def resolve_port(wanted: str | int | None, ports: tuple[tuple[str, int], ...]) -> int | None:
     """The port number that `wanted` names among `ports`, or None if there is none.
 
     A name must match a declared port; a number is taken as it is (a container need not declare
-    the ports it listens on); nothing wanted means the first declared port.
+    the ports it listens on) if it is a port number, 1 to 65535; nothing wanted means the first
+    declared port.
     """
     if wanted is None or wanted == "":
         return ports[0][1] if ports else None
-    if isinstance(wanted, int) or str(wanted).isdigit():
-        return int(wanted)
+    number = _port_number(wanted)
+    if number is not None:
+        return number if 1 <= number <= 65535 else None
     return next((number for name, number in ports if name == wanted), None)
 
 
@@ -276,6 +291,21 @@ def desired_instances(
     for deployment in deployments:
         wanted = deployment.port if deployment.port is not None else registry.port
         port = resolve_port(wanted, deployment.ports)
+        if port is None and _port_number(wanted) is not None:
+            source = (
+                f"annotation {api.PORT_ANNOTATION}={wanted!r}"
+                if deployment.port is not None
+                else f"spec.port {wanted!r} of ServiceRegistry {registry.name!r}"
+            )
+            problems.append(
+                Problem(
+                    deployment.key,
+                    "InvalidPort",
+                    f"Deployment {deployment.name!r}: {source} is not a port number (1 to 65535); "
+                    f"nothing is registered for this Deployment",
+                )
+            )
+            continue
         if port is None:
             what = f"port {wanted!r}" if wanted not in (None, "") else "a container port"
             problems.append(

@@ -31,6 +31,11 @@ from zkregistry import api
         ({"basePath": "/a/../b"}, "basePath must be an absolute ZooKeeper path"),
         ({"basePath": "/zookeeper/quota"}, "reserves"),
         ({"port": 70000}, "port must be a number from 1 to 65535"),
+        ({"port": 0}, "port must be a number from 1 to 65535"),
+        ({"port": 99999}, "port must be a number from 1 to 65535"),
+        ({"port": "0"}, "port must be a number from 1 to 65535"),  # digits are a number, not a name
+        ({"port": "99999"}, "port must be a number from 1 to 65535"),
+        ({"port": "123456789012345678901234567890"}, "spec.port"),
         ({"format": "xml"}, "spec.format"),
     ],
 )
@@ -51,6 +56,11 @@ def test_invalid_registry_is_refused_by_kubectl_apply(cluster, namespace, tmp_pa
     result = cluster.kubectl("apply", "-f", str(manifest), check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("port", [1, 65535, "1", "08080", "65535", "http", "h2c-9"])
+def test_valid_ports_are_accepted(kube_api, namespace, port):
+    assert apply_registry(kube_api, namespace, "ok", port=port)["spec"]["port"] == port
 
 
 def test_missing_registry_and_missing_port_warn_and_recover(kube_api, zk, namespace, replicas):

@@ -100,7 +100,8 @@ def test_real_requests(cluster, kube_api, namespace, as_operator, service_accoun
     kube.patch_status(registry, {"leader": "rbac-test", "memberCount": 0})
     assert get_registry(kube_api, namespace, "web")["status"]["leader"] == "rbac-test"
     for finalizers in (["zkregistry.io/rbac-test"], []):  # added, then removed: the namespace can go
-        kube.set_finalizers(registry, finalizers)
+        # The patch applies only to the version it was computed from: read it afresh each time.
+        kube.set_finalizers(Registry.from_body(get_registry(kube_api, namespace, "web")), finalizers)
         assert get_registry(kube_api, namespace, "web")["metadata"].get("finalizers", []) == finalizers
     kube.event("ServiceRegistry", registry.key, registry.uid, "Normal", "RbacTest", "posted with the account's token")
     assert events_for(kube_api, namespace, "web", "RbacTest")  # kube.event only logs a failure

@@ -43,6 +43,39 @@ def test_bad_values_name_the_setting(argv, message):
         parse(argv)
 
 
+@pytest.mark.parametrize("flag", ["--session-timeout", "--resync-seconds", "--handover-timeout"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", "NaN"])
+def test_float_settings_must_be_finite(flag, value):
+    # float() accepts these; inf overflows Condition.wait and nan makes every comparison false.
+    with pytest.raises(config.ConfigError, match=f"^{flag}: .*not a finite number"):
+        parse([f"{flag}={value}"])
+    env = {config.env_name(flag.removeprefix("--")): value}
+    with pytest.raises(config.ConfigError, match=f"^{flag}: "):
+        parse([], env)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--resync-seconds", "0.5"], "--resync-seconds: 0.5 is outside 1..86400"),
+        (["--resync-seconds", "86401"], "--resync-seconds: 86401 is outside 1..86400"),
+        (["--handover-timeout=-1"], "--handover-timeout: -1 is outside 0..3600"),
+        (["--handover-timeout", "3601"], "--handover-timeout: 3601 is outside 0..3600"),
+        (["--http-port", "65536"], "--http-port: 65536 is outside 0..65535"),
+    ],
+)
+def test_ranges_are_bounded(argv, message):
+    with pytest.raises(config.ConfigError, match=f"^{message}"):
+        parse(argv)
+
+
+def test_range_ends_are_accepted():
+    s = parse(["--resync-seconds", "1", "--handover-timeout", "0", "--session-timeout", "120"])
+    assert (s.resync_seconds, s.handover_timeout, s.session_timeout) == (1.0, 0.0, 120.0)
+    s = parse(["--resync-seconds", "86400", "--handover-timeout", "3600"])
+    assert (s.resync_seconds, s.handover_timeout) == (86400.0, 3600.0)
+
+
 def test_cli_exits_2_with_one_line(capsys):
     from zkregistry.cli import main
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zkregistry.inventory import Inventory
 from zkregistry.model import Deployment, Pod, Registry, desired_instances, resolve_port
 
@@ -89,6 +91,48 @@ def test_desired_only_serving_pods_and_problems_isolated():
     assert instances["uid-a"].port == 8080 and instances["uid-a"].deployment == "web"
     assert [p.reason for p in problems] == ["PortNotFound"] and problems[0].deployment == ("ns", "api")
     assert "grpc" in problems[0].message
+
+
+@pytest.mark.parametrize("number", [0, 65536, 99999, -1, "0", "65536", "99999", "00", "-1"])
+def test_resolve_port_refuses_numbers_outside_the_port_range(number):
+    assert resolve_port(number, (("http", 8080),)) is None
+
+
+def test_resolve_port_range_ends_and_non_ascii_digits():
+    assert resolve_port(1, ()) == 1 and resolve_port("65535", ()) == 65535
+    assert resolve_port("²", (("http", 8080),)) is None  # str.isdigit() says yes, int() refuses
+
+
+@pytest.mark.parametrize("annotation", ["0", "99999", "65536", "-1"])
+def test_annotation_port_outside_the_range_is_an_invalid_port(annotation):
+    good = Deployment.from_body(deployment_body("web"))
+    bad = Deployment.from_body(deployment_body("api", port=annotation))
+    pods = {"web": [Pod.from_body(pod_body("a"))], "api": [Pod.from_body(pod_body("c", rs="api-1"))]}
+    instances, problems = desired_instances(REGISTRY, [good, bad], pods)
+    assert list(instances) == ["uid-a"] and instances["uid-a"].port == 8080  # the other is unaffected
+    assert [(p.reason, p.deployment) for p in problems] == [("InvalidPort", ("ns", "api"))]
+    message = problems[0].message
+    assert "'api'" in message and repr(annotation) in message and "zkregistry.io/port" in message
+    assert "1 to 65535" in message
+
+
+@pytest.mark.parametrize("number", [0, 99999, "0", "99999"])
+def test_spec_port_outside_the_range_is_an_invalid_port_for_every_deployment(number):
+    meta = {"name": "reg", "namespace": "ns", "uid": "r"}
+    registry = Registry.from_body({"metadata": meta, "spec": {"port": number}})
+    web, api = Deployment.from_body(deployment_body("web")), Deployment.from_body(deployment_body("api"))
+    overridden = Deployment.from_body(deployment_body("admin", port="admin"))  # its annotation wins
+    pods = {
+        "web": [Pod.from_body(pod_body("a"))],
+        "api": [Pod.from_body(pod_body("c", rs="api-1"))],
+        "admin": [Pod.from_body(pod_body("d", rs="admin-1"))],
+    }
+    instances, problems = desired_instances(registry, [web, api, overridden], pods)
+    assert list(instances) == ["uid-d"] and instances["uid-d"].port == 9000
+    invalid = [("InvalidPort", ("ns", "web")), ("InvalidPort", ("ns", "api"))]
+    assert [(p.reason, p.deployment) for p in problems] == invalid
+    assert all(repr(number) in p.message and "spec.port" in p.message and "'reg'" in p.message for p in problems)
+    assert "'web'" in problems[0].message and "'api'" in problems[1].message
 
 
 def test_inventory_follows_pod_to_registry_through_replicaset():
