@@ -1,8 +1,13 @@
 """The inventory: every replica's in-memory view of the Kubernetes objects that matter.
 
-Fed by kopf (handlers.py) on kopf's thread, read by the controller on its own; one lock guards
-it. It keeps the small `model` records, not the objects, and the indexes that turn one pod event
-into the one registry it affects: pod -> ReplicaSet -> Deployment -> annotated registry.
+Fed by kopf (handlers.py) on kopf's thread and by the pod reflector (reflector.py) on its own,
+read by the controller on its own; one lock guards it. It keeps the small `model` records, not the
+objects, and the indexes that turn one pod event into the one registry it affects: pod ->
+ReplicaSet -> Deployment -> annotated registry.
+
+It is complete (`synced`) once every source has listed what it watches (`mark_synced`). A fresh
+list of pods replaces what the inventory held (`replace_pods`), so that a pod deleted while the
+pod watch was broken goes away although no DELETED event ever came for it.
 """
 
 from __future__ import annotations
@@ -14,12 +19,20 @@ from collections.abc import Callable, Iterable
 
 from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, desired_instances
 
+#: What feeds the inventory: kopf (registries, Deployments, ReplicaSets, nodes) and the pod reflector.
+SOURCES = ("kopf", "pods")
+
 
 class Inventory:
-    def __init__(self, on_change: Callable[[Iterable[Key]], None] = lambda keys: None) -> None:
-        """`on_change(registry_keys)` is called after each change with the registries it affects."""
+    def __init__(
+        self, on_change: Callable[[Iterable[Key]], None] = lambda keys: None, sources: Iterable[str] = SOURCES
+    ) -> None:
+        """`on_change(registry_keys)` is called after each change with the registries it affects;
+        `sources` name the feeds that must each call `mark_synced` before the inventory is complete."""
         self.on_change = on_change
-        self.synced = threading.Event()  # set once kopf has listed every kind
+        self.synced = threading.Event()  # set once every source has listed what it watches
+        self._sources = frozenset(sources)
+        self._unsynced = set(self._sources)
         self._lock = threading.Lock()
         self._registries: dict[Key, Registry] = {}
         self._deployments: dict[Key, Deployment] = {}
@@ -31,7 +44,17 @@ class Inventory:
         #: When each serving pod was first seen serving (time.monotonic), for the latency metric.
         self.serving_since: dict[str, float] = {}
 
-    # -- updates (kopf's thread) ------------------------------------------------------------
+    # -- updates (the sources' threads) -----------------------------------------------------
+
+    def mark_synced(self, source: str) -> None:
+        """`source` has listed everything it watches; once every source has, `synced` is set."""
+        if source not in self._sources:
+            raise ValueError(f"unknown inventory source {source!r}; the sources are {sorted(self._sources)}")
+        with self._lock:
+            self._unsynced.discard(source)
+            done = not self._unsynced
+        if done:
+            self.synced.set()
 
     def put_registry(self, registry: Registry) -> None:
         with self._lock:
@@ -104,29 +127,28 @@ class Inventory:
 
     def put_pod(self, pod: Pod) -> None:
         with self._lock:
-            old = self._pods.get(pod.key)
-            if old == pod:
-                return
-            self._pods[pod.key] = pod
-            if pod.serving and not (old and old.serving):
-                self.serving_since[pod.uid] = time.monotonic()
-            elif not pod.serving:
-                self.serving_since.pop(pod.uid, None)
-            if old is not None and old.replicaset != pod.replicaset and old.replicaset:
-                self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
-            if pod.replicaset:
-                self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
-            affected = self._registries_of_pods(old, pod)
+            affected = self._put_pod(pod)
         self.on_change(affected)
 
     def remove_pod(self, key: Key) -> None:
         with self._lock:
-            old = self._pods.pop(key, None)
-            if old is not None:
-                self.serving_since.pop(old.uid, None)
-            if old is not None and old.replicaset:
-                self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
-            affected = self._registries_of_pods(old)
+            affected = self._remove_pod(key)
+        self.on_change(affected)
+
+    def replace_pods(self, namespace: str | None, pods: Iterable[Pod]) -> None:
+        """A fresh list of every pod in `namespace` (every namespace if None) replaces what the
+        inventory holds there: each listed pod is put, each known pod of that scope that the list
+        lacks is removed, as client-go's DeltaFIFO.Replace does. One `on_change` call names every
+        registry affected."""
+        affected: set[Key] = set()
+        with self._lock:
+            listed: set[Key] = set()
+            for pod in pods:
+                listed.add(pod.key)
+                affected |= self._put_pod(pod)
+            gone = [k for k in self._pods if k not in listed and (namespace is None or k[0] == namespace)]
+            for key in gone:
+                affected |= self._remove_pod(key)
         self.on_change(affected)
 
     # -- queries (the controller's thread) --------------------------------------------------
@@ -178,6 +200,29 @@ class Inventory:
             ]
 
     # -- index helpers (lock held) ----------------------------------------------------------
+
+    def _put_pod(self, pod: Pod) -> set[Key]:
+        old = self._pods.get(pod.key)
+        if old == pod:
+            return set()
+        self._pods[pod.key] = pod
+        if pod.serving and not (old and old.serving):
+            self.serving_since[pod.uid] = time.monotonic()
+        elif not pod.serving:
+            self.serving_since.pop(pod.uid, None)
+        if old is not None and old.replicaset != pod.replicaset and old.replicaset:
+            self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
+        if pod.replicaset:
+            self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
+        return self._registries_of_pods(old, pod)
+
+    def _remove_pod(self, key: Key) -> set[Key]:
+        old = self._pods.pop(key, None)
+        if old is not None:
+            self.serving_since.pop(old.uid, None)
+        if old is not None and old.replicaset:
+            self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
+        return self._registries_of_pods(old)
 
     def _claimants(self, path: str) -> set[Key]:
         return {k for k, r in self._registries.items() if r.service_path == path}
