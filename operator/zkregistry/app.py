@@ -28,6 +28,7 @@ from zkregistry.controller import Controller
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
+from zkregistry.reflector import PodReflector
 from zkregistry.reporter import Reporter
 from zkregistry.writer import Writer
 
@@ -43,7 +44,9 @@ class Operator:
         self.paused = threading.Event()  # set at the start of a handover: write nothing more
         self.client = zk.client(settings)
         acl = zk.acl(settings)
-        self.inventory = Inventory(on_change=lambda keys: self.controller.registries_changed(keys))
+        self.inventory = Inventory(
+            on_change=lambda keys: self.controller.registries_changed(keys), sources=("kopf", "pods")
+        )
         self.membership = Membership(self.client, on_change=lambda path: self.controller.path_changed(path))
         self.election = Election(
             self.client, settings.election_path, settings.identity, on_change=self._leadership_changed, acl=acl
@@ -85,6 +88,7 @@ class Operator:
         self.client.add_listener(self._connection_changed)
         self.client.start_async()
         self._spawn("kopf", self._run_kopf)
+        self._spawn("pods", PodReflector(self.inventory, self.settings.namespaces).run, self.stop)
         self._spawn("controller", self.controller.run, self.stop)
         self._spawn("reporter", self.reporter.run, self.stop)
         self._spawn("election", self._join_when_ready)
@@ -98,7 +102,7 @@ class Operator:
 
     def _join_when_ready(self) -> None:
         # A replica with an incomplete inventory must never lead: it would delete what it has not
-        # seen yet. So it joins the election only once kopf has listed every kind.
+        # seen yet. So it joins the election only once kopf and the pod reflector have listed.
         while not self.stop.is_set() and not self.inventory.synced.wait(0.5):
             pass
         while not self.stop.is_set():
