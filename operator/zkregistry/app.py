@@ -26,6 +26,7 @@ from zkregistry.controller import Controller
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
+from zkregistry.reflector import PodReflector
 from zkregistry.reporter import Reporter
 from zkregistry.writer import Writer
 
@@ -45,6 +46,7 @@ class Operator:
         self.inventory = Inventory(
             on_change=lambda keys: self.controller.registries_changed(keys),
             on_pods=lambda key, uids: self.controller.pods_changed(key, uids),
+            sources=("kopf", "pods"),
         )
         self.membership = Membership(
             self.client, on_change=lambda path, uids: self.controller.path_changed(path, uids), timeout=timeout
@@ -103,6 +105,7 @@ class Operator:
         self.client.add_listener(self._connection_changed)
         self.client.start_async()
         self._spawn("kopf", self._run_kopf)
+        self._spawn("pods", PodReflector(self.inventory, self.settings.namespaces).run, self.stop)
         self._spawn("controller", self.controller.run, self.stop)
         self._spawn("reporter", self.reporter.run, self.stop)
         self._spawn("election", self._join_when_ready)
@@ -116,7 +119,7 @@ class Operator:
 
     def _join_when_ready(self) -> None:
         # A replica with an incomplete inventory must never lead: it would delete what it has not
-        # seen yet. So it joins the election only once every kind has been listed; the
+        # seen yet. So it joins the election only once kopf and the pod reflector have listed; the
         # controller's turns then enter and re-evaluate it.
         while not self.stop.is_set() and not self.inventory.synced.wait(0.5):
             pass

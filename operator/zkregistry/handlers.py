@@ -1,9 +1,14 @@
-"""kopf handlers: the only way Kubernetes objects reach zkregistry.
+"""kopf handlers: how ServiceRegistries, Deployments, ReplicaSets and nodes reach zkregistry.
+
+Pods do not come through kopf: the pod reflector (reflector.py) watches them, because kopf never
+reports the deletions that a relist after `410 Gone` reveals, and because kopf's per-object
+machinery is the main CPU cost at many thousands of pods.
 
 Read-only by construction: `@kopf.index` (fed during kopf's initial listing and on every change)
 and `@kopf.on.event` (which sees deletions) store nothing on the objects, add no finalizers and
 return None, so kopf patches nothing. kopf holds every other handler back until all indexes have
-their initial listing; the event handler of our own CRD therefore marks the inventory complete.
+their initial listing; the event handler of our own CRD therefore marks kopf's part of the
+inventory complete.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import kopf
 
 from zkregistry import api
 from zkregistry.inventory import Inventory
-from zkregistry.model import Deployment, Pod, Registry, key_of, node_zone, replicaset_owner
+from zkregistry.model import Deployment, Registry, key_of, node_zone, replicaset_owner
 
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 
@@ -33,10 +38,6 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
     def login(**kwargs: object) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)  # in-cluster ServiceAccount, else KUBECONFIG
 
-    @kopf.index("v1", "pods", registry=handlers)
-    async def pod(body: kopf.Body, **_: object) -> None:
-        inventory.put_pod(Pod.from_body(body))
-
     @kopf.index("apps", "v1", "replicasets", registry=handlers)
     async def replicaset(body: kopf.Body, **_: object) -> None:
         inventory.put_replicaset(key_of(body), replicaset_owner(body))
@@ -54,7 +55,6 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
         inventory.put_registry(Registry.from_body(body))
 
     removals = {
-        ("v1", "pods"): inventory.remove_pod,
         ("v1", "nodes"): lambda key: inventory.remove_node(key[1]),
         ("apps/v1", "replicasets"): inventory.remove_replicaset,
         ("apps/v1", "deployments"): inventory.remove_deployment,
@@ -76,6 +76,6 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
         registry=handlers,
     )
     async def synced(**_: object) -> None:
-        inventory.synced.set()
+        inventory.mark_synced("kopf")
 
     return handlers

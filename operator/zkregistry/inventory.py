@@ -1,13 +1,18 @@
 """The inventory: every replica's in-memory view of the Kubernetes objects that matter.
 
-Fed by kopf (handlers.py) on kopf's thread, read by the controller on its own; one lock guards
-it. It keeps the small `model` records, not the objects, and the indexes that turn one pod event
-into the one registry it affects: pod -> ReplicaSet -> Deployment -> annotated registry.
+Fed by kopf (handlers.py) on kopf's thread and by the pod reflector (reflector.py) on its own,
+read by the controller on its own; one lock guards it. It keeps the small `model` records, not the
+objects, and the indexes that turn one pod event into the one registry it affects: pod ->
+ReplicaSet -> Deployment -> annotated registry.
 
 Two kinds of change reach the controller. A pod event costs O(1): `on_pods(registry, {uid})`
 names the registry and the pod, and `instance(registry, uid)` computes that pod's registration
 alone. A change of a Deployment, ReplicaSet, node zone or registry spec, which may affect every
 pod of a registry, is `on_change(registries)`: the controller then plans the whole path.
+
+It is complete (`synced`) once every source has listed what it watches (`mark_synced`). A fresh
+list of pods replaces what the inventory held (`replace_pods`), so that a pod deleted while the
+pod watch was broken goes away although no DELETED event ever came for it.
 """
 
 from __future__ import annotations
@@ -19,18 +24,25 @@ from collections.abc import Callable, Iterable
 
 from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, desired_instances
 
+#: What feeds the inventory: kopf (registries, Deployments, ReplicaSets, nodes) and the pod reflector.
+SOURCES = ("kopf", "pods")
+
 
 class Inventory:
     def __init__(
         self,
         on_change: Callable[[Iterable[Key]], None] = lambda keys: None,
         on_pods: Callable[[Key, set[str]], None] = lambda key, uids: None,
+        sources: Iterable[str] = SOURCES,
     ) -> None:
         """`on_change(registry_keys)` is called after a change that may affect every pod of those
-        registries; `on_pods(registry_key, uids)` after a change of those pods only."""
+        registries; `on_pods(registry_key, uids)` after a change of those pods only. `sources`
+        name the feeds that must each call `mark_synced` before the inventory is complete."""
         self.on_change = on_change
         self.on_pods = on_pods
-        self.synced = threading.Event()  # set once kopf has listed every kind
+        self.synced = threading.Event()  # set once every source has listed what it watches
+        self._sources = frozenset(sources)
+        self._unsynced = set(self._sources)
         self._lock = threading.Lock()
         self._registries: dict[Key, Registry] = {}
         self._deployments: dict[Key, Deployment] = {}
@@ -43,7 +55,17 @@ class Inventory:
         #: When each serving pod was first seen serving (time.monotonic), for the latency metric.
         self.serving_since: dict[str, float] = {}
 
-    # -- updates (kopf's thread) ------------------------------------------------------------
+    # -- updates (the sources' threads) -----------------------------------------------------
+
+    def mark_synced(self, source: str) -> None:
+        """`source` has listed everything it watches; once every source has, `synced` is set."""
+        if source not in self._sources:
+            raise ValueError(f"unknown inventory source {source!r}; the sources are {sorted(self._sources)}")
+        with self._lock:
+            self._unsynced.discard(source)
+            done = not self._unsynced
+        if done:
+            self.synced.set()
 
     def put_registry(self, registry: Registry) -> None:
         with self._lock:
@@ -118,38 +140,33 @@ class Inventory:
 
     def put_pod(self, pod: Pod) -> None:
         with self._lock:
-            old = self._pods.get(pod.key)
-            if old == pod:
-                return
-            self._pods[pod.key] = pod
-            self._uids[pod.uid] = pod.key
-            if old is not None and old.uid != pod.uid:  # re-created under the same name
-                self._uids.pop(old.uid, None)
-            if pod.serving and not (old and old.serving):
-                self.serving_since[pod.uid] = time.monotonic()
-            elif not pod.serving:
-                self.serving_since.pop(pod.uid, None)
-            if old is not None and old.replicaset != pod.replicaset and old.replicaset:
-                self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
-            if pod.replicaset:
-                self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
-            affected = self._registries_of_pods(old, pod)
-        uids = {pod.uid} | ({old.uid} if old is not None else set())
-        for registry in affected:
-            self.on_pods(registry, uids)
+            affected = self._put_pod(pod)
+        self._tell(affected)
 
     def remove_pod(self, key: Key) -> None:
         with self._lock:
-            old = self._pods.pop(key, None)
-            if old is None:
-                return
-            self._uids.pop(old.uid, None)
-            self.serving_since.pop(old.uid, None)
-            if old.replicaset:
-                self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
-            affected = self._registries_of_pods(old)
-        for registry in affected:
-            self.on_pods(registry, {old.uid})
+            affected = self._remove_pod(key)
+        self._tell(affected)
+
+    def replace_pods(self, namespace: str | None, pods: Iterable[Pod]) -> None:
+        """A fresh list of every pod in `namespace` (every namespace if None) replaces what the
+        inventory holds there: each listed pod is put, each known pod of that scope that the list
+        lacks is removed, as client-go's DeltaFIFO.Replace does. The controller is told of the
+        pods that changed, per registry."""
+        affected: dict[Key, set[str]] = {}
+        with self._lock:
+            listed: set[Key] = set()
+            for pod in pods:
+                listed.add(pod.key)
+                _merge(affected, self._put_pod(pod))
+            gone = [k for k in self._pods if k not in listed and (namespace is None or k[0] == namespace)]
+            for key in gone:
+                _merge(affected, self._remove_pod(key))
+        self._tell(affected)
+
+    def _tell(self, affected: dict[Key, set[str]]) -> None:
+        for registry, uids in affected.items():
+            self.on_pods(registry, uids)
 
     # -- queries (the controller's thread) --------------------------------------------------
 
@@ -215,6 +232,37 @@ class Inventory:
 
     # -- index helpers (lock held) ----------------------------------------------------------
 
+    def _put_pod(self, pod: Pod) -> dict[Key, set[str]]:
+        """Stores `pod` (lock held); returns the registries it affects, with the uids to plan."""
+        old = self._pods.get(pod.key)
+        if old == pod:
+            return {}
+        self._pods[pod.key] = pod
+        self._uids[pod.uid] = pod.key
+        if old is not None and old.uid != pod.uid:  # re-created under the same name
+            self._uids.pop(old.uid, None)
+        if pod.serving and not (old and old.serving):
+            self.serving_since[pod.uid] = time.monotonic()
+        elif not pod.serving:
+            self.serving_since.pop(pod.uid, None)
+        if old is not None and old.replicaset != pod.replicaset and old.replicaset:
+            self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
+        if pod.replicaset:
+            self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
+        uids = {pod.uid} | ({old.uid} if old is not None else set())
+        return {registry: set(uids) for registry in self._registries_of_pods(old, pod)}
+
+    def _remove_pod(self, key: Key) -> dict[Key, set[str]]:
+        """Forgets pod `key` (lock held); returns the registries it affects, with its uid."""
+        old = self._pods.pop(key, None)
+        if old is None:
+            return {}
+        self._uids.pop(old.uid, None)
+        self.serving_since.pop(old.uid, None)
+        if old.replicaset:
+            self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
+        return {registry: {old.uid} for registry in self._registries_of_pods(old)}
+
     def _claimants(self, path: str) -> set[Key]:
         return {k for k, r in self._registries.items() if r.service_path == path}
 
@@ -229,6 +277,11 @@ class Inventory:
                 deployment = self._replicasets.get((pod.namespace, pod.replicaset))
                 keys |= self._registries_of_deployments(pod.namespace, {deployment})
         return keys
+
+
+def _merge(into: dict[Key, set[str]], more: dict[Key, set[str]]) -> None:
+    for key, uids in more.items():
+        into.setdefault(key, set()).update(uids)
 
 
 def _registry_keys(*deployments: Deployment | None) -> set[Key]:

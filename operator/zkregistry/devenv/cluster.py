@@ -5,6 +5,7 @@ kube-scheduler) with kwok's fake nodes, run as local processes by `kwokctl --run
     cluster.start(nodes=3)
     cluster.kubeconfig                      # a path
     cluster.restart_apiserver(); cluster.pause_apiserver(); cluster.resume_apiserver()
+    cluster.compact_etcd()                  # every older resourceVersion is then 410 Gone
     cluster.stop()
 
 Everything binds 127.0.0.1; kwok makes scheduled pods Ready as a kubelet would.
@@ -13,9 +14,11 @@ Everything binds 127.0.0.1; kwok makes scheduled pods Ready as a kubelet would.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +174,40 @@ class Cluster:
         process = spawn([a.decode() for a in argv], self._cluster_dir / "logs" / "kube-apiserver.log", cwd=cwd)
         (self._cluster_dir / "pids" / "kube-apiserver.pid").write_text(str(process.pid))
         wait_for(lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0, 60, "kube-apiserver")
+
+    def etcd_url(self) -> str:
+        """etcd's client URL, from the component that kwokctl recorded in the cluster's kwok.yaml."""
+        import yaml
+
+        documents = yaml.safe_load_all((self._cluster_dir / "kwok.yaml").read_text())
+        for component in (c for d in documents if d for c in d.get("components") or ()):
+            if component.get("name") != "etcd":
+                continue
+            args = [str(a) for a in component.get("args") or ()]
+            for flag in ("--advertise-client-urls", "--listen-client-urls"):
+                for i, arg in enumerate(args):
+                    if arg.startswith(f"{flag}="):
+                        return arg.split("=", 1)[1].split(",")[0]
+                    if arg == flag and i + 1 < len(args):
+                        return args[i + 1].split(",")[0]
+        raise RuntimeError(f"no client URL of etcd in {self._cluster_dir / 'kwok.yaml'}")
+
+    def compact_etcd(self) -> int:
+        """Compacts etcd up to its current revision, through its JSON gateway; returns the revision.
+
+        A watch or a list continued from any older resourceVersion is then answered 410 Gone.
+        """
+
+        def post(path: str, body: dict) -> dict:
+            request = urllib.request.Request(
+                self.etcd_url() + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.load(response)
+
+        revision = int(post("/v3/kv/range", {"key": "AA=="})["header"]["revision"])  # any key: the header has it
+        post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     def _require(self, component: str) -> int:
         pid = self.pid(component)

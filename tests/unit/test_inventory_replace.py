@@ -1,0 +1,123 @@
+"""The inventory's Replace: a fresh list of pods is the whole truth for its scope, as client-go's
+DeltaFIFO.Replace makes it; and the inventory is complete only once every source has listed."""
+
+from __future__ import annotations
+
+import pytest
+
+from zkregistry.inventory import Inventory
+from zkregistry.model import Deployment, Pod, Registry
+
+
+def pod(name: str, namespace: str = "a", ready: bool = True) -> Pod:
+    return Pod.from_body(
+        {
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": f"uid-{namespace}-{name}",
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1", "controller": True}],
+            },
+            "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": str(ready)}]},
+        }
+    )
+
+
+def inventory_with_registries(*namespaces: str) -> tuple[Inventory, dict]:
+    """An inventory where, in each namespace, the pods of ReplicaSet web-1 register in "reg";
+    and what it tells the controller: registry -> the pods to plan."""
+    changed: dict = {}
+    inventory = Inventory(on_pods=lambda key, uids: changed.setdefault(key, set()).update(uids))
+    for ns in namespaces:
+        inventory.put_registry(Registry.from_body({"metadata": {"name": "reg", "namespace": ns}, "spec": {}}))
+        inventory.put_deployment(
+            Deployment.from_body(
+                {
+                    "metadata": {"name": "web", "namespace": ns, "annotations": {"zkregistry.io/registry": "reg"}},
+                    "spec": {"template": {"spec": {"containers": [{"ports": [{"containerPort": 8080}]}]}}},
+                }
+            )
+        )
+        inventory.put_replicaset((ns, "web-1"), "web")
+    changed.clear()
+    return inventory, changed
+
+
+def desired(inventory: Inventory, namespace: str = "a") -> set[str]:
+    return set(inventory.desired(inventory.registry((namespace, "reg")))[0])
+
+
+def test_replace_removes_the_pods_missing_from_the_list_and_keeps_the_listed_ones():
+    inventory, changed = inventory_with_registries("a")
+    for name in ("p1", "p2", "p3"):
+        inventory.put_pod(pod(name))
+    assert desired(inventory) == {"uid-a-p1", "uid-a-p2", "uid-a-p3"}
+    changed.clear()
+
+    inventory.replace_pods("a", [pod("p1"), pod("p3", ready=False), pod("p4")])
+
+    assert desired(inventory) == {"uid-a-p1", "uid-a-p4"}  # p2 gone, p3 no longer Ready, p4 new
+    assert changed == {("a", "reg"): {"uid-a-p2", "uid-a-p3", "uid-a-p4"}}, "exactly the pods that changed"
+    assert set(inventory.serving_since) == {"uid-a-p1", "uid-a-p4"}
+
+
+def test_replace_with_an_unchanged_list_changes_nothing():
+    inventory, changed = inventory_with_registries("a")
+    inventory.put_pod(pod("p1"))
+    changed.clear()
+    inventory.replace_pods("a", [pod("p1")])
+    assert changed == {}
+    assert desired(inventory) == {"uid-a-p1"}
+
+
+def test_replace_of_a_namespace_leaves_other_namespaces_alone():
+    inventory, changed = inventory_with_registries("a", "b")
+    inventory.put_pod(pod("p1", "a"))
+    inventory.put_pod(pod("p1", "b"))
+    inventory.put_pod(pod("p2", "b"))
+    changed.clear()
+
+    inventory.replace_pods("a", [])  # namespace "a" is now empty; "b" was not listed
+
+    assert desired(inventory, "a") == set()
+    assert desired(inventory, "b") == {"uid-b-p1", "uid-b-p2"}
+    assert changed == {("a", "reg"): {"uid-a-p1"}}
+
+
+def test_replace_of_every_namespace():
+    inventory, changed = inventory_with_registries("a", "b")
+    inventory.put_pod(pod("p1", "a"))
+    inventory.put_pod(pod("p1", "b"))
+    changed.clear()
+
+    inventory.replace_pods(None, [pod("p2", "b")])
+
+    assert desired(inventory, "a") == set()
+    assert desired(inventory, "b") == {"uid-b-p2"}
+    assert changed == {("a", "reg"): {"uid-a-p1"}, ("b", "reg"): {"uid-b-p1", "uid-b-p2"}}
+
+
+def test_synced_only_once_every_source_has_listed():
+    inventory = Inventory(sources=("kopf", "pods"))
+    assert not inventory.synced.is_set()
+    inventory.mark_synced("kopf")
+    inventory.mark_synced("kopf")  # kopf reports its CRD again on every change: no harm
+    assert not inventory.synced.is_set()
+    inventory.mark_synced("pods")
+    assert inventory.synced.is_set()
+
+
+def test_the_default_sources_are_kopf_and_the_pod_reflector():
+    inventory = Inventory()
+    inventory.mark_synced("pods")
+    assert not inventory.synced.is_set()
+    inventory.mark_synced("kopf")
+    assert inventory.synced.is_set()
+
+
+def test_an_unknown_source_is_refused():
+    inventory = Inventory(sources=("kopf",))
+    with pytest.raises(ValueError, match="unknown inventory source 'pods'"):
+        inventory.mark_synced("pods")
+    assert not inventory.synced.is_set()
