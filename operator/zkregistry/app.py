@@ -82,6 +82,7 @@ class Operator:
             settings.owner_id,
             self.paused,
             timeout=timeout,
+            heartbeat=settings.resync_seconds,
         )
         self._threads: list[threading.Thread] = []
 

@@ -4,15 +4,15 @@ On its own thread, so that a slow API server never delays a ZooKeeper write, it 
 ServiceRegistry's status equal to `status.compute` of what the membership mirror shows, manages
 the finalizer on our own ServiceRegistry objects, and posts Warning Events on Deployments whose
 opt-in cannot be honoured. Status is patched when it differs from the object's current one (so
-a new leader also repairs whatever a deposed one wrote), and at least every `HEARTBEAT` seconds:
-the `Leader` condition's lastHeartbeatTime says how fresh the status is.
+a new leader also repairs whatever a deposed one wrote), and at least once per `heartbeat` (the
+resync period): the `Leader` condition's lastHeartbeatTime says how fresh the status is.
 
 A status write is fenced as ZooKeeper writes are: only while connected, and only after reading
 that our election znode still exists. A replica cut off from ZooKeeper therefore stops writing
 status at once, and two replicas never take turns in `status.leader`.
 
 Every replica, leader or not, also watches the heartbeats (`watch_heartbeats`): a registry whose
-status no leader has refreshed for `STALE` seconds gets a Warning Event and shows in the
+status no leader has refreshed for `STALE_BEATS` heartbeats gets a Warning Event and shows in the
 `zkregistry_status_heartbeat_age_seconds` metric, so a headless operator cannot look healthy.
 """
 
@@ -37,8 +37,7 @@ from zkregistry.plan import is_ours
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.1  # gather the changes of one burst into one status write
-HEARTBEAT = 30.0  # seconds between status writes of a registry, at the latest
-STALE = 3 * HEARTBEAT  # a status older than this has no leader behind it
+STALE_BEATS = 3  # heartbeats missed before a status counts as having no leader behind it
 
 
 class Reporter:
@@ -52,6 +51,7 @@ class Reporter:
         owner: str,
         paused: threading.Event,
         timeout: float = 10.0,
+        heartbeat: float = 30.0,
     ) -> None:
         self.client = client
         self.inventory = inventory
@@ -61,6 +61,8 @@ class Reporter:
         self.owner = owner
         self.paused = paused
         self.timeout = timeout
+        self.heartbeat = heartbeat  # seconds between status writes of a registry, at the latest
+        self.stale = STALE_BEATS * heartbeat
         self._stale: set[Key] = set()  # registries whose missing heartbeat we reported
         self._started = time.monotonic()  # no alarm before a leader has had time to write
         self._dirty: set[Key] = set()
@@ -74,7 +76,8 @@ class Reporter:
             self._dirty |= set(keys)
             self._wake.notify()
 
-    def run(self, stop: threading.Event, period: float = 10.0) -> None:
+    def run(self, stop: threading.Event) -> None:
+        period = min(10.0, self.heartbeat / 2)
         self.inventory.synced.wait()
         while not stop.is_set():
             with self._wake:
@@ -110,14 +113,14 @@ class Reporter:
         return exists and self.election.writable
 
     def watch_heartbeats(self) -> None:
-        """Every replica: report registries whose status no leader has refreshed for `STALE` s."""
+        """Every replica: report registries whose status no leader has refreshed for `stale` s."""
         at = dt.datetime.now(dt.UTC)
         for registry in self.inventory.registries():
             age = status.heartbeat_age(registry.status, registry.created, at)
             metrics.HEARTBEAT_AGE.labels(registry.namespace, registry.name).set(max(0.0, age))
-            if age < STALE:
+            if age < self.stale:
                 self._stale.discard(registry.key)
-            elif registry.key not in self._stale and not registry.deleting and self._up() >= STALE:
+            elif registry.key not in self._stale and not registry.deleting and self._up() >= self.stale:
                 self._stale.add(registry.key)
                 self.kube.event(
                     api.KIND,
@@ -175,7 +178,7 @@ class Reporter:
         at = dt.datetime.now(dt.UTC)
         if (
             _without_times(new) != _without_times(previous)
-            or status.heartbeat_age(previous, "", at) >= HEARTBEAT - SETTLE_SECONDS
+            or status.heartbeat_age(previous, "", at) >= self.heartbeat - SETTLE_SECONDS
         ):
             self.kube.patch_status(registry, new)
         if self._leaders.get(registry.key) != self.election.identifier:
