@@ -1,4 +1,4 @@
-"""The names that zkregistry shares with users and with Kubernetes: fixed by DESIGN.md section 1."""
+"""The names that zkregistry shares with users and with Kubernetes: fixed for users (README, ARCHITECTURE.md)."""
 
 GROUP = "zkregistry.io"
 VERSION = "v1alpha1"

@@ -1,4 +1,4 @@
-"""Issue 5, end to end: Apache Curator's own ServiceDiscovery and ServiceCache (curator-x-discovery
+"""End to end: Apache Curator's own ServiceDiscovery and ServiceCache (curator-x-discovery
 5.9.0, run as a Java process) discover the pods that the operator registers, follow a scale-down,
 and a service instance that Curator itself registers shows in the ServiceRegistry's status as an
 external member."""

@@ -1,4 +1,4 @@
-"""Issue 6: metrics and health endpoints of a running operator, with plausible values."""
+"""Metrics and health endpoints of a running operator, with plausible values."""
 
 from __future__ import annotations
 

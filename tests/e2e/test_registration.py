@@ -1,4 +1,4 @@
-"""Issue 3, end to end: Ready pods of annotated Deployments become ZooKeeper registrations, and
+"""End to end: Ready pods of annotated Deployments become ZooKeeper registrations, and
 what ZooKeeper holds becomes the ServiceRegistry's status."""
 
 from __future__ import annotations

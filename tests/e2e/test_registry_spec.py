@@ -1,4 +1,4 @@
-"""Issue 5's spec fields on the real API server: the schema's defaults, and its validation of
+"""The spec fields on the real API server: the schema's defaults, and its validation of
 additionalPorts, metadata, address and drainTerminating."""
 
 from __future__ import annotations

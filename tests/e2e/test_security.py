@@ -1,4 +1,4 @@
-"""Issue 6: the operator runs with nothing but its own ServiceAccount's rights, and talks to
+"""The operator runs with nothing but its own ServiceAccount's rights, and talks to
 ZooKeeper over TLS with digest credentials, so that other clients can read its registrations but
 not change them."""
 
