@@ -32,7 +32,10 @@ with Java's `System.currentTimeMillis()`. The bookkeeping (`Presence`, `Children
 observers only feed it what ZooKeeper says.
 
 An observer cannot see while its own connection is down: those periods are recorded as `blind`
-and shown in the summary, and after a reconnect the observer reads everything again.
+and shown in the summary, and after a reconnect the observer reads everything again. An observer
+whose server is paused (SIGSTOP) or cut off does not know it until its connection times out
+(two thirds of its session timeout, for kazoo): it sees nothing, and records nothing, meanwhile.
+Point the observers at servers that a scenario leaves alone.
 """
 
 from __future__ import annotations
