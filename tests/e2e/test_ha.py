@@ -195,7 +195,9 @@ class Scene:
             "registrationTimeUTC": 0, "serviceType": "DYNAMIC", "uriSpec": None,
         }
         self.foreign_client.create(f"{self.path}/{FOREIGN}", json.dumps(instance).encode(), ephemeral=True)
-        self.foreign = self.zk.exists(f"{self.path}/{FOREIGN}")
+        # Read back through the session that wrote it: another session's server may lag behind.
+        self.foreign = self.foreign_client.exists(f"{self.path}/{FOREIGN}")
+        assert self.foreign is not None
         self.converged()
         self.pods = ready_pods(self.kube_api, self.namespace, "web")
         assert len(self.pods) == 4
