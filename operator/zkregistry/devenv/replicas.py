@@ -2,6 +2,7 @@
 
 replicas = Replicas(zk_hosts, kubeconfig, workdir, owner="demo", namespaces=["default"])
 a, b, c = replicas.start(3)
+d, = replicas.start(1, zk_hosts="127.0.0.1:2181")   # this one talks to one server only
 leader = replicas.wait_leader()
 leader.terminate()          # SIGTERM: graceful handover
 b.kill(); c.pause(); c.resume()
@@ -79,16 +80,18 @@ class Replicas:
     env: dict[str, str] = field(default_factory=dict)
     members: list[Replica] = field(default_factory=list)
 
-    def start(self, count: int = 1) -> list[Replica]:
+    def start(self, count: int = 1, zk_hosts: str | None = None) -> list[Replica]:
+        """Starts `count` replicas and waits until each is ready; `zk_hosts` (default: the group's)
+        is the ZooKeeper connection string of these replicas alone."""
         first = len(self.members)
-        started = [self.start_one(f"{self.owner}-{first + i}") for i in range(count)]
+        started = [self.start_one(f"{self.owner}-{first + i}", zk_hosts) for i in range(count)]
         for replica in started:
             wait_for(lambda r=replica: r.get("/readyz")[0] == 200 or not r.alive(), 120, f"{replica.name} ready")
             if not replica.alive():
                 raise RuntimeError(f"replica {replica.name} exited:\n{replica.output()[-3000:]}")
         return started
 
-    def start_one(self, name: str) -> Replica:
+    def start_one(self, name: str, zk_hosts: str | None = None) -> Replica:
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
         port = free_ports(1)[0]
         log = Path(self.workdir) / f"{name}.log"
@@ -105,7 +108,7 @@ class Replicas:
             "zkregistry",
             "run",
             "--zk-hosts",
-            self.zk_hosts,
+            zk_hosts or self.zk_hosts,
             "--identity",
             name,
             "--owner-id",
