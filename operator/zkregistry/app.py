@@ -49,7 +49,10 @@ class Operator:
             sources=("kopf", "pods"),
         )
         self.membership = Membership(
-            self.client, on_change=lambda path, uids: self.controller.path_changed(path, uids), timeout=timeout
+            self.client,
+            on_change=lambda path, uids: self.controller.path_changed(path, uids),
+            timeout=timeout,
+            owner=settings.owner_id,
         )
         self.election = Election(
             self.client,
@@ -92,7 +95,7 @@ class Operator:
         metrics.LEADER.set(1 if self.election.writable else 0)
         metrics.ZK_CONNECTED.set(1 if self.election.connected else 0)
         self.controller.wake()
-        self.reporter.changed(r.key for r in self.inventory.registries())
+        self.reporter.changed()  # every registry: the reporter lists them on its own thread
 
     def _connection_changed(self, state: str) -> None:
         if state == KazooState.CONNECTED:

@@ -28,13 +28,17 @@ from zkregistry.formats import Codec
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
 from zkregistry.model import Instance, Key
-from zkregistry.plan import Create, Op, Wanted, calculate, for_instance, is_ours
+from zkregistry.plan import Create, Op, Replace, Wanted, calculate, for_instance, is_ours
 from zkregistry.writer import Writer
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0  # longest sleep of the loop: the election is checked at least this often
-ROUNDS = 4  # plans per turn: make, break, and a retry after a stale mirror
+ROUNDS = 3  # plans per turn: the plan, a retry after a stale mirror, and what a round left
+#: Seconds between a takeover's new registration and the deletion of the one it supersedes: long
+#: enough for a client that reads each new child before showing it (Curator's ServiceCache) to have
+#: read it, so that no client ever sees the pod missing.
+SETTLE = 1.0
 BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before a failed path is tried again
 
 
@@ -74,10 +78,12 @@ class Controller:
         self._refresh = True  # read every path afresh first (start, reconnect, resync)
         self._failures: dict[str, tuple[int, float]] = {}  # path -> (failures, not before)
         self._deferred: set[str] = set()  # paths backing off, planned whole when their time comes
+        self._settling: list[tuple[float, str, set[str]]] = []  # (when, path, pods): breaks to plan
         self._paths: dict[Key, str] = {}  # the last path of each registry, to clean up after it
         self._encoded: dict[str, tuple[str, dict[str, tuple[Instance, Wanted]]]] = {}  # path -> (format, cache)
         self._ensured: set[tuple[int, str]] = set()  # (session, path) whose parents exist
-        self._leading = False
+        self._term = 0  # the election's term this controller last took over in
+        self._poked = False  # a wake-up that came while a turn was running
 
     # -- wake-ups (any thread, never blocking) -----------------------------------------------
 
@@ -124,6 +130,7 @@ class Controller:
 
     def wake(self) -> None:
         with self._wake:
+            self._poked = True
             self._wake.notify()
 
     def _mark(self, path: str, uids: set[str]) -> None:
@@ -139,8 +146,9 @@ class Controller:
         next_resync = time.monotonic() + self.resync_seconds
         while not stop.is_set():
             with self._wake:
-                if not (self._whole or self._pods or self._everything or self._refresh):
-                    self._wake.wait(max(0.0, min(TICK, next_resync - time.monotonic())))
+                if not (self._whole or self._pods or self._everything or self._refresh or self._poked):
+                    soonest = min([next_resync, *(when for when, _, _ in self._settling[:1])])
+                    self._wake.wait(max(0.0, min(TICK, soonest - time.monotonic())))
                 now = time.monotonic()
                 if now >= next_resync:
                     self._everything = self._refresh = True
@@ -148,12 +156,22 @@ class Controller:
                 due = {p for p in self._deferred if self._failures.get(p, (0, 0.0))[1] <= now}
                 self._deferred -= due
                 self._whole |= due
+                while self._settling and self._settling[0][0] <= now:
+                    _, path, uids = self._settling.pop(0)
+                    self._pods.setdefault(path, set()).update(uids)
                 everything, refresh, whole, pods = self._everything, self._refresh, self._whole, self._pods
                 self._everything, self._refresh, self._whole, self._pods = False, False, set(), {}
+                self._poked = False
             if stop.is_set():
                 break
             self.last_turn = time.monotonic()
-            self.turn(everything, refresh, whole, pods)
+            try:
+                self.turn(everything, refresh, whole, pods)
+            except Exception:  # a bug must not end the loop: log it, then plan everything again
+                metrics.RECONCILE_ERRORS.inc()
+                log.exception("controller turn failed; planning every path again in 1 s")
+                stop.wait(1.0)
+                self.resync()
 
     def turn(self, everything: bool, refresh: bool, whole: set[str], pods: dict[str, set[str]]) -> None:
         """One turn: the election, then the plans of this turn's paths and pods (leader only)."""
@@ -162,9 +180,9 @@ class Controller:
         except zk.ERRORS as error:  # the next turn tries again
             log.warning("election step failed: %s", type(error).__name__)
         leading = self.election.writable and not self.paused.is_set()
-        if leading and not self._leading:
+        if leading and self.election.term != self._term:
             everything = True  # takeover: plan every path, from the warm mirror
-        self._leading = leading
+            self._term = self.election.term
         if everything:
             metrics.RESYNCS.inc()
             whole |= self._all_paths()
@@ -174,9 +192,12 @@ class Controller:
             for path in self.membership.paths():
                 try:
                     self.membership.refresh(path)
-                except zk.ERRORS as error:  # the reconnect, or the next resync, reads it again
+                except zk.LOST as error:  # the connection: do not wait on every path in turn
                     log.warning("could not read %s: %s", path, type(error).__name__)
-                    break  # most likely the connection: do not wait on every path in turn
+                    break
+                except zk.ERRORS as error:  # this path only (NoAuth, say): the next resync retries
+                    log.warning("could not read %s: %s", path, type(error).__name__)
+                    continue
                 self._failures.pop(path, None)  # read afresh: worth trying at once again
         if leading:
             self._reconcile(whole, pods)
@@ -215,17 +236,22 @@ class Controller:
         self.on_reconciled(key for key, path in self._paths.items() if path in touched)
 
     def _write(self, plans: dict[str, list[Op]]) -> dict[str, list[Op]]:
-        """Applies `plans`; returns the plans of the next round (the break step of a takeover)."""
+        """Applies `plans`; returns the plans of the next round (a path planned again after a stale
+        mirror refused it). Creates schedule a plan of their pods `SETTLE` seconds later, which
+        deletes whatever registrations they superseded."""
         session = self.client.client_id[0] if self.client.client_id else 0
-        try:
-            for path, ops in plans.items():
-                if (session, path) not in self._ensured and any(isinstance(op, Create) for op in ops):
-                    zk.wait(self.client.ensure_path_async(path, acl=self.parent_acl), self.timeout)
-                    self._ensured.add((session, path))
-        except zk.ERRORS as error:
-            log.warning("could not create the service paths: %s", type(error).__name__)
-            for path in plans:
+        for path, ops in list(plans.items()):
+            if (session, path) in self._ensured or not any(isinstance(op, Create | Replace) for op in ops):
+                continue
+            try:
+                zk.wait(self.client.ensure_path_async(path, acl=self.parent_acl), self.timeout)
+                self._ensured.add((session, path))
+            except zk.ERRORS as error:  # this path backs off; the others go on
+                log.warning("could not create the service path %s: %s", path, type(error).__name__)
                 self._failed(path)
+                self._deferred.add(path)
+                del plans[path]
+        if not plans:
             return {}
         with self.writing:
             fence = self.election.node
@@ -244,18 +270,21 @@ class Controller:
                 # znodes, which ZooKeeper deletes once they are empty.
                 self._ensured.discard((session, path))
                 self._failed(path)
-                try:
-                    self.membership.refresh(path)
+                first = self._failures[path][0] == 1
+                try:  # a stale mirror, most likely: list again; after that, read every child
+                    self.membership.refresh(path, reread=not first)
+                    if first:  # plan again at once
+                        following[path] = self._plan_path(path)
+                        continue
                 except zk.ERRORS:
-                    continue
-                if self._failures[path][0] == 1:  # first failure: a stale mirror, plan again now
-                    following[path] = self._plan_path(path)
-                else:
-                    self._deferred.add(path)
+                    pass
+                self._deferred.add(path)
                 continue
             self._failures.pop(path, None)
-            if outcome.created:
-                following[path] = self._plan_pods(path, {op.uid for op in outcome.created if op.uid})
+            if outcome.created:  # the break of a takeover, once the new registrations settled
+                uids = {op.uid for op in outcome.created if op.uid}
+                with self._wake:
+                    self._settling.append((time.monotonic() + SETTLE, path, uids))
         return following
 
     def _failed(self, path: str) -> None:
@@ -275,7 +304,7 @@ class Controller:
         instances = self.inventory.desired(registry)[0] if registry is not None else {}
         desired = self._encode(path, codec, instances) if codec is not None else {}
         session = self.client.client_id[0] if self.client.client_id else 0
-        plan = calculate(desired, self.membership.snapshot(path), self.owner, session)
+        plan = calculate(desired, self.membership.snapshot(path), self.owner, session, time.monotonic() - SETTLE)
         if plan.conflicts:
             log.warning("%s: %d znodes held by another writer are left alone", path, len(plan.conflicts))
         if registry is None and not plan.ops and not self.membership.count(path, lambda n: is_ours(n, self.owner)):
@@ -286,13 +315,13 @@ class Controller:
         """These pods alone: O(len(uids)), whatever the size of the path."""
         registry, codec = self._codec(path)
         session = self.client.client_id[0] if self.client.client_id else 0
-        taken = _Names(self.membership, path)
+        taken, settled = _Names(self.membership, path), time.monotonic() - SETTLE
         ops: list[Op] = []
         for uid in uids:
             instance = self.inventory.instance(registry, uid) if registry is not None else None
             want = self._encode_one(path, codec, uid, instance) if codec is not None else None
             ours = [n for n in self.membership.nodes_of(path, uid) if is_ours(n, self.owner)]
-            more, conflict = for_instance(uid, want, ours, taken, session)
+            more, conflict = for_instance(uid, want, ours, taken, session, settled)
             if conflict is not None:
                 log.warning("%s: znode %s is held by another writer and left alone", path, conflict)
             ops += more

@@ -17,6 +17,9 @@ Three rules that the bare recipe leaves out, each of which once left the electio
   watch, and at least every `CHECK_INTERVAL` seconds.
 - Our znode gone while our session lives (deleted by hand, or a write's fence check failed with
   NoNode) is lost leadership: `fence_lost`, then a new candidacy with a new znode.
+- A contender of the previous protocol (a plain `n_<seq>` name, which sees only names like its
+  own) would lead beside us: while one is there, nobody of ours leads. An upgrade from it is
+  therefore a handover from the last old replica to the first new one as after a crash.
 
 Threads: kazoo's state listener and the watch only flip flags and call `on_change`, which must
 not block either. Every ZooKeeper call is made by `step`, on the caller's thread (the
@@ -79,6 +82,7 @@ class Election:
         self.timeout = timeout
         self.node: str | None = None  # full path of our contender znode
         self.leader = False
+        self.term = 0  # counts the times leadership was gained: a new term is a takeover
         self.connected = client.state == KazooState.CONNECTED
         self.contenders: list[str] = []  # names, in order, as last listed
         self.progress = time.monotonic()  # when `step` last completed
@@ -175,9 +179,12 @@ class Election:
                 if node is None:
                     raise
         with self._lock:
-            if self._guid != guid:  # the session was lost meanwhile: that znode went with it
-                return
-            self.node, self._stale = node, True
+            lost = self._guid != guid  # LOST came meanwhile: the new session must not keep it
+            if not lost:
+                self.node, self._stale = node, True
+        if lost:
+            self.client.delete_async(node)  # gone with the old session, or an orphan of the new one
+            return
         log.info("entered the election as %s (%s)", self.identifier, node)
 
     def _find(self, guid: str) -> str | None:
@@ -199,16 +206,24 @@ class Election:
         if ours not in contenders:
             return self.fence_lost(node)
         index = contenders.index(ours)
-        if index == 0:
+        legacy = [c for c in contenders if c.startswith(PREFIX) and c != ours]
+        if index == 0 and not legacy:
             with self._lock:
                 gained = self.node == node and not self.leader
                 if gained:
-                    self.leader = True
+                    self.leader, self.term = True, self.term + 1
             if gained:
                 log.info("elected leader as %s (%s)", self.identifier, node)
                 self.on_change()
             return
-        predecessor = f"{self.path}/{contenders[index - 1]}"
+        with self._lock:
+            deposed = self.node == node and self.leader
+            if deposed:
+                self.leader = False
+        if deposed:
+            log.warning("a contender of the previous protocol is in the election: leadership ends")
+            self.on_change()
+        predecessor = f"{self.path}/{contenders[index - 1] if index else legacy[0]}"
         if zk.wait(self.client.exists_async(predecessor, watch=self._on_predecessor), self.timeout) is None:
             with self._lock:
                 self._stale = True  # gone already: look again

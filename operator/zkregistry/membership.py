@@ -18,16 +18,19 @@ expects, a transaction is all or nothing, and a failed transaction makes the con
 What the mirror must never do is go back in time. A read sent before one of our transactions
 may be answered after the transaction was applied to the mirror, and would undo it (a znode we
 just created looks deleted, we create it again, the transaction fails, and so on in a storm). So
-each path has an epoch, the count of our transactions applied to it; a read carries the epoch in
-which it was sent, and a read from an older epoch is sent again instead of being applied. A read
-sent after a transaction's reply reflects that transaction: ZooKeeper answers a session in order.
+each path has an epoch, counting our transactions applied to it and the refreshes begun; a read
+carries the epoch in which it was sent, and a read from an older epoch is sent again instead of
+being applied. A read sent after a transaction's reply reflects that transaction: ZooKeeper
+answers a session in order.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
@@ -41,10 +44,19 @@ log = logging.getLogger(__name__)
 
 
 class Membership:
-    def __init__(self, client: KazooClient, on_change: Callable[[str, set[str]], None], timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: KazooClient,
+        on_change: Callable[[str, set[str]], None],
+        timeout: float = 10.0,
+        owner: str | None = None,
+    ) -> None:
         """`on_change(path, keys)` is called, on a kazoo thread and without blocking, when znodes
-        under `path` appear or vanish: `keys` are the pods (uid, or name) whose znodes changed."""
+        under `path` appear or vanish: `keys` are the pods (uid, or name) whose znodes changed.
+        `owner` is our owner id: our registrations change only through our own transactions, so
+        `refresh` need not read them again (without it, it reads every child)."""
         self.client = client
+        self.owner = owner
         self.on_change = on_change
         self.timeout = timeout  # bound of each blocking read of `refresh`
         self._nodes: dict[str, dict[str, Node]] = {}  # path -> name -> node
@@ -94,35 +106,52 @@ class Membership:
             self._nodes.pop(path, None)
             self._keys.pop(path, None)
 
-    def refresh(self, path: str) -> None:
-        """Read `path` afresh (children and their data) and replace the mirror of it. Blocking,
-        each read bounded by `timeout`; raises one of `zk.ERRORS` if ZooKeeper fails."""
+    def refresh(self, path: str, reread: bool = False) -> None:
+        """List `path` afresh, which sets its children watch again (a reconnect drops it), and read
+        the children that need it: with `reread` every one, else only those new to the mirror and
+        those not of a known format of ours (ours change only through transactions of ours; a
+        foreign one may have been rewritten in place, which no watch tells). Blocking, each call
+        bounded by `timeout`; raises one of `zk.ERRORS` if the listing fails. A child that cannot
+        be read (NoAuth) is kept, with no member."""
         while True:
             with self._lock:
                 if path not in self._nodes:
                     return
-                epoch = self._epochs.get(path, 0)
+                # Listings and reads still in flight are older than this one: they list again.
+                epoch = self._epochs[path] = self._epochs.get(path, 0) + 1
+                known = dict(self._nodes[path])
             try:
                 names = zk.wait(self.client.get_children_async(path, watch=self._on_children), self.timeout)
             except NoNodeError:
                 names = []
                 if zk.wait(self.client.exists_async(path, watch=self._on_children), self.timeout) is not None:
                     continue  # created meanwhile
-            reads = [(name, self.client.get_async(f"{path}/{name}")) for name in names]
-            nodes: dict[str, Node] = {}
+            wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
+            reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]
+            nodes = {name: known[name] for name in names if name in known}
             for name, result in reads:
                 try:
                     data, stat = zk.wait(result, self.timeout)
                 except NoNodeError:
+                    nodes.pop(name, None)
                     continue
-                nodes[name] = _node(name, data, stat)
+                except zk.LOST:
+                    raise
+                except zk.ERRORS:  # unreadable to us: a child all the same
+                    nodes[name] = Node(name=name, data=b"", version=-1, session=0, member=None)
+                    continue
+                node = _node(name, data, stat)
+                old = known.get(name)
+                if old is not None and old.session == node.session and old.created:
+                    node = replace(node, created=old.created)  # when we created it is known only here
+                nodes[name] = node
             with self._lock:
                 if path not in self._nodes:
                     return
                 if self._epochs.get(path, 0) != epoch:
                     continue  # a transaction of ours landed meanwhile: read again
-                old = self._nodes[path]
-                changed = _keys_of(old.values()) | _keys_of(nodes.values())
+                old_nodes = self._nodes[path]
+                changed = _keys_of(old_nodes.values()) | _keys_of(nodes.values())
                 self._nodes[path] = nodes
                 self._keys[path] = _index(nodes.values())
             self.on_change(path, changed)
@@ -140,19 +169,24 @@ class Membership:
             if nodes is None or keys is None:
                 return
             self._epochs[path] = self._epochs.get(path, 0) + 1
-            position = 0
+            position, now = 0, time.monotonic()
             for op in ops:
                 if isinstance(op, Delete | Replace):
                     _drop(nodes, keys, op.name)
                     position += 1
                 if isinstance(op, Update):
-                    _put(nodes, keys, _node(op.name, op.data, None, session, op.version + 1))
+                    created = nodes[op.name].created if op.name in nodes else 0.0
+                    _put(nodes, keys, replace(_node(op.name, op.data, None, session, op.version + 1), created=created))
                     position += 1
                 elif not isinstance(op, Delete):
                     new = op.new if isinstance(op, Replace) else op
                     name = str(results[position]).rsplit("/", 1)[1]
-                    _put(nodes, keys, _node(name, new.data, None, session, 0))
+                    _put(nodes, keys, replace(_node(name, new.data, None, session, 0), created=now))
                     position += 1
+
+    def _settled(self, node: Node) -> bool:
+        """Whether the mirror's copy of `node` needs no re-reading: one of our registrations."""
+        return node.member is not None and self.owner is not None and node.member.owner == self.owner
 
     # -- the watch (kazoo's threads; nothing here blocks) ------------------------------------
 
@@ -174,8 +208,10 @@ class Membership:
         try:
             names = set(result.get())
         except NoNodeError:
-            # Not there (yet): be told when it is created; a later listing reads it.
-            self.client.exists_async(path, watch=self._on_children)
+            # Not there (yet): be told when it is created, or list again if it just was.
+            self.client.exists_async(path, watch=self._on_children).rawlink(
+                lambda exists: self._list(path) if exists.successful() and exists.get() is not None else None
+            )
             names = set()
         except zk.ERRORS as error:  # connection lost: the reconnect refreshes every path
             log.debug("listing %s failed: %s", path, type(error).__name__)

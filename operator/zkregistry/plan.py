@@ -7,11 +7,11 @@ known format, carries our owner id; a znode that is not ours is never updated or
 
 Make before break. A registration owned by another session (the previous leader's) is taken over
 by creating the pod's registration anew under a free name, and only once that create has
-committed, in a later plan, deleting the old znode. A client therefore sees a pod twice for a
-moment, never zero times: a delete and a create of one name, even in one transaction, is a
-removal to a client that watches each child (Curator's ServiceCache). Each pod has two names in
-a non-sequential format, its base name and `base + ALTERNATE`, so that the new registration
-always has one free; a sequential format gets a new number anyway.
+committed and settled (see `for_instance`), in a later plan, deleting the old znode. A client
+therefore sees a pod twice for a moment, never zero times: a delete and a create of one name, even
+in one transaction, is a removal to a client that watches each child (Curator's ServiceCache).
+Each pod has two names in a non-sequential format, its base name and `base + ALTERNATE`, so that
+the new registration always has one free; a sequential format gets a new number anyway.
 
     plan = calculate(desired, actual, owner="prod", session=session_id)   # a whole path
     ops = for_instance(uid, desired.get(uid), ours_of_uid, actual, session) # one pod
@@ -19,6 +19,7 @@ always has one free; a sequential format gets a new number anyway.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +48,7 @@ class Node:
     version: int
     session: int  # ephemeralOwner: the session that owns it (0 for a persistent znode)
     member: Member | None  # None when the data is of no known format
+    created: float = field(default=0.0, compare=False)  # when a transaction of ours made it (monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,20 +118,28 @@ def fits(node: Node, want: Wanted) -> bool:
 
 
 def for_instance(
-    uid: str, want: Wanted | None, ours: Sequence[Node], taken: Container[str], session: int
+    uid: str,
+    want: Wanted | None,
+    ours: Sequence[Node],
+    taken: Container[str],
+    session: int,
+    settled: float = math.inf,
 ) -> tuple[list[Op], str | None]:
     """Operations that bring one pod's registrations to `want` (None: not registered), and the name
     that blocked it, if a znode of another owner holds every name it may take.
 
     `ours` are the znodes of ours that register `uid` (any session, any format); `taken` holds
     every name under the path. At most one znode of ours per pod remains once the plans have run.
+    The znodes it supersedes are deleted only once the kept one was created at or before `settled`:
+    a client such as Curator's ServiceCache shows a new child only after reading its data, but
+    drops a deleted one at once, so the break waits until the new registration had time to be read.
     """
     if want is None:
         return [Delete(n.name, n.version) for n in ours], None
     mine = sorted((n for n in ours if n.session == session and fits(n, want)), key=lambda n: n.name)
     if mine:
         keep = mine[0]
-        ops: list[Op] = [Delete(n.name, n.version) for n in ours if n is not keep]
+        ops: list[Op] = [] if keep.created > settled else [Delete(n.name, n.version) for n in ours if n is not keep]
         if keep.data != want.data:
             ops.append(Update(keep.name, keep.version, want.data))
         return ops, None
@@ -148,11 +158,13 @@ def for_instance(
     return [], want.name
 
 
-def calculate(desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: str, session: int) -> Plan:
+def calculate(
+    desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: str, session: int, settled: float = math.inf
+) -> Plan:
     """Operations that move `actual` towards `desired` without touching any znode that is not ours.
 
     `desired` is keyed by instance id (the pod's uid), `actual` by znode name. Applying the plan
-    and planning again converges in at most two rounds (make, then break).
+    and planning again converges in at most two rounds (make, then break once `settled` allows).
     """
     plan = Plan()
     ours: dict[str, list[Node]] = {}
@@ -160,7 +172,7 @@ def calculate(desired: Mapping[str, Wanted], actual: Mapping[str, Node], owner: 
         if is_ours(node, owner):
             ours.setdefault(instance_key(node), []).append(node)
     for uid in [*ours, *(uid for uid in desired if uid not in ours)]:
-        ops, conflict = for_instance(uid, desired.get(uid), ours.get(uid, ()), actual, session)
+        ops, conflict = for_instance(uid, desired.get(uid), ours.get(uid, ()), actual, session, settled)
         plan.ops.extend(ops)
         if conflict is not None:
             plan.conflicts.append(conflict)

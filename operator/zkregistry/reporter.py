@@ -24,7 +24,9 @@ import threading
 import time
 from collections.abc import Iterable
 
+import urllib3
 from kazoo.client import KazooClient
+from kubernetes.client.rest import ApiException
 
 from zkregistry import api, metrics, status, zk
 from zkregistry.election import Election
@@ -36,7 +38,7 @@ from zkregistry.plan import is_ours
 
 log = logging.getLogger(__name__)
 
-SETTLE_SECONDS = 0.1  # gather the changes of one burst into one status write
+SETTLE_SECONDS = 0.5  # gather the changes of a burst into one status write (its cost is O(members))
 STALE_BEATS = 3  # heartbeats missed before a status counts as having no leader behind it
 
 
@@ -66,14 +68,20 @@ class Reporter:
         self._stale: set[Key] = set()  # registries whose missing heartbeat we reported
         self._started = time.monotonic()  # no alarm before a leader has had time to write
         self._dirty: set[Key] = set()
+        self._all = False
         self._wake = threading.Condition()
         self._warned: dict[Key, str] = {}  # Deployment -> the message of its last Warning
         self._scopes: dict[object, set[Key]] = {}  # check -> the Deployments it found wrong
         self._leaders: dict[Key, str] = {}  # registry -> the leader we last reported
 
-    def changed(self, keys: Iterable[Key]) -> None:
+    def changed(self, keys: Iterable[Key] | None = None) -> None:
+        """These registries' status may have changed (None: every registry). Never blocks on
+        anything but this reporter's own condition, so kazoo's threads may call it."""
         with self._wake:
-            self._dirty |= set(keys)
+            if keys is None:
+                self._all = True
+            else:
+                self._dirty |= set(keys)
             self._wake.notify()
 
     def run(self, stop: threading.Event) -> None:
@@ -81,22 +89,19 @@ class Reporter:
         self.inventory.synced.wait()
         while not stop.is_set():
             with self._wake:
-                if not self._dirty:
+                if not self._dirty and not self._all:
                     self._wake.wait(period)
             stop.wait(SETTLE_SECONDS)
             with self._wake:
-                keys, self._dirty = self._dirty, set()
+                keys, everything, self._dirty, self._all = self._dirty, self._all, set(), False
             self.watch_heartbeats()
             if not self._may_write():
                 continue
-            if not keys:  # woken by the period, not by a change: check every registry
+            if everything or not keys:  # woken by the period, not by a change: every registry
                 keys = {r.key for r in self.inventory.registries()}
-            try:
-                self.report(keys)
-            except Exception:
-                metrics.RECONCILE_ERRORS.inc()
-                log.exception("status report failed; retrying")
-                self.changed(keys)
+            failed = self.report(keys)
+            if failed:
+                self.changed(failed)
                 stop.wait(1.0)
 
     def _may_write(self) -> bool:
@@ -136,12 +141,31 @@ class Reporter:
     def _up(self) -> float:
         return time.monotonic() - self._started
 
-    def report(self, keys: Iterable[Key]) -> None:
+    def report(self, keys: Iterable[Key]) -> set[Key]:
+        """Writes the status of these registries; returns those that failed (to retry). Stops
+        at once if this replica may no longer write."""
+        failed: set[Key] = set()
         for key in sorted(keys):
             registry = self.inventory.registry(key)
-            if registry is not None:
+            if not self.election.writable or self.paused.is_set():
+                return failed
+            if registry is None:
+                continue
+            try:
                 self._report_registry(registry)
-        self._warn_orphans()
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:  # the API server
+                log.warning("status of %s/%s not written: %s", *key, getattr(error, "reason", None) or error)
+                if getattr(error, "status", None) != 404:  # gone: nothing to retry
+                    failed.add(key)
+            except Exception:
+                metrics.RECONCILE_ERRORS.inc()
+                log.exception("status report of %s/%s failed; retrying", *key)
+                failed.add(key)
+        try:
+            self._warn_orphans()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            log.warning("warnings not posted: %s", error)
+        return failed
 
     def _report_registry(self, registry: Registry) -> None:
         owner_of_path = self.inventory.owner_of_path(registry.service_path)

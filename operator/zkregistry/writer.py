@@ -54,7 +54,7 @@ class Writer:
             for start in range(0, len(ops), self.batch):
                 chunk = ops[start : start + self.batch]
                 transaction = self.client.transaction()
-                transaction.check(fence, 0)
+                transaction.check(fence, -1)  # exists, whatever its version
                 for op in chunk:
                     self._add(transaction, path, op)
                 outcomes[path].zk_ops += len(transaction.operations)
@@ -75,7 +75,7 @@ class Writer:
                 continue
             self.membership.applied(path, chunk, results[1:], session)
             outcome.applied += len(chunk)
-            outcome.created += [op for op in chunk if isinstance(op, Create)]
+            outcome.created += [op.new if isinstance(op, Replace) else op for op in chunk if _creates(op)]
         return outcomes
 
     def _add(self, transaction, path: str, op: Op) -> None:
@@ -88,3 +88,7 @@ class Writer:
                 transaction.delete(f"{path}/{op.name}", op.version)
                 op = op.new
             transaction.create(f"{path}/{op.name}", op.data, acl=self.acl, ephemeral=True, sequence=op.sequential)
+
+
+def _creates(op: Op) -> bool:
+    return isinstance(op, Create | Replace)

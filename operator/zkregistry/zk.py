@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
+from kazoo.exceptions import ConnectionLoss, KazooException, SessionExpiredError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, Id, Permissions, make_digest_acl
@@ -46,6 +46,8 @@ def client(settings: Settings) -> KazooClient:
 
 #: What a bounded ZooKeeper call may raise when ZooKeeper fails or does not answer in time.
 ERRORS = (KazooException, KazooTimeoutError)
+#: Of those, the ones that say the connection (not one request) failed.
+LOST = (ConnectionLoss, SessionExpiredError, KazooTimeoutError)
 
 
 def wait(result, timeout: float):

@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from kazoo.security import ACL, Id, Permissions
+from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
 from conftest import eventually
 from zk.conftest import OWNER, new_client
+from zk.test_election import drop_connection
 from zkregistry.controller import Controller
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
@@ -112,3 +113,51 @@ def test_the_resync_repairs_a_registration_rewritten_behind_our_back(zk, setup):
     good = zk.get(f"{path}/{name}")[0]
     zk.set(f"{path}/{name}", good.replace(b'"port":80', b'"port":81'))  # no watch sees this
     eventually(lambda: zk.get(f"{path}/{name}")[0] == good, 10, "the resync to restore the data")
+
+
+def test_a_path_whose_parent_refuses_us_backs_off_alone(zk, setup):
+    good = setup.registry("good", 3)
+    bad = setup.registry("bad", 2)
+    zk.create(bad.rsplit("/", 1)[0], acl=[ACL(Permissions.READ, Id("world", "anyone"))])  # no CREATE below
+    setup.inventory.synced.set()
+    setup.election.join()
+    setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})
+    assert zk.exists(good) and len(zk.get_children(good)) == 3
+    assert bad in setup.controller._deferred
+
+
+def test_a_child_too_deep_to_parse_is_an_external_member_not_a_crash(zk, setup):
+    path = setup.registry("web", 2)
+    zk.ensure_path(path)
+    zk.create(f"{path}/evil", b"[" * 5000)  # anyone may create a child under a service path
+    setup.start()
+    eventually(lambda: len([n for n in zk.get_children(path) if n != "evil"]) == 2, 10, "2 registrations")
+    setup.controller.resync()  # a refresh reads the child again, on the controller's thread
+    eventually(lambda: setup.membership.has(path, "evil"), 10, "the mirror to hold the child")
+    assert setup.membership.snapshot(path)["evil"].member is None
+    assert setup.thread.is_alive()
+
+
+def test_an_unreadable_child_does_not_keep_the_other_paths_from_being_listed(zk, setup):
+    paths = [setup.registry("a", 1), setup.registry("b", 1)]
+    setup.start()
+    eventually(lambda: all(zk.exists(p) and len(zk.get_children(p)) == 1 for p in paths), 10, "both registered")
+    first, later = setup.membership.paths()[:2]  # the order in which every refresh reads them
+    zk.create(f"{first}/private", b"x", acl=[make_digest_acl("someone", "secret", all=True)])
+    try:
+        eventually(lambda: setup.membership.has(first, "private"), 10, "the unreadable child in the mirror")
+        drop_connection(setup.client)  # the watches are gone; the resync's refresh must set them again
+        zk.create(f"{later}/external", b'{"id":"external","name":"web","address":"10.9.9.9","port":1}',
+                  ephemeral=True)
+        eventually(lambda: setup.membership.has(later, "external"), 10, "the later path's watch to be set again")
+    finally:
+        zk.delete(f"{first}/private")  # its parent's ACL lets us; the fixture could not even list it
+
+
+def test_a_fence_whose_data_changed_still_fences(zk, setup):
+    path = setup.registry("web", 1)
+    setup.start()
+    eventually(lambda: zk.exists(path) and len(zk.get_children(path)) == 1, 10, "1 registration")
+    zk.set(setup.election.node, b"touched")  # its version is no longer 0
+    setup.inventory.put_pod(pod("web-7", "web", "10.0.0.7"))
+    eventually(lambda: len(zk.get_children(path)) == 2, 10, "a write fenced by the touched znode")

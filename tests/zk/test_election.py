@@ -144,3 +144,15 @@ def test_a_periodic_check_finds_a_vanished_znode_without_any_event(zk, replica_f
     finally:
         driver.close()
     assert time.monotonic() - a.election.progress < 5
+
+
+def test_a_contender_of_the_previous_protocol_keeps_us_from_leading(zk, replica_factory):
+    """Replicas of the previous version name their znodes `n_<seq>` and see only such names: if
+    ours led beside one of them, two replicas would write."""
+    a = replica_factory("a")
+    a.lead()
+    assert a.election.leader
+    old = zk.create(f"{a.election.path}/n_", b"old-replica", ephemeral=True, sequence=True)
+    eventually(lambda: a.election.step() or not a.election.leader, 10, "a to step down")
+    zk.delete(old)  # the old replica is gone: ours leads again
+    eventually(lambda: a.election.step() or a.election.leader, 10, "a to lead again")

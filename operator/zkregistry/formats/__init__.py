@@ -96,10 +96,11 @@ def read_any(name: str, data: bytes, prefer: str | None = None) -> tuple[Codec, 
 
 def load_object(data: bytes, what: str) -> dict:
     """`data` as a JSON object: strict UTF-8 and strict JSON (no NaN or Infinity, which Java's
-    JSON readers reject), or ValueError naming `what`."""
+    JSON readers reject), or ValueError naming `what`. Anyone may create a child under a service
+    path, so nothing in `data` may raise anything else (nesting too deep to parse included)."""
     try:
         document = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ValueError(f"not {what}: {error}") from None
     if not isinstance(document, dict):
         raise ValueError(f"not {what}: not a JSON object")
