@@ -149,7 +149,7 @@ class Operator:
         return (
             all(t.is_alive() for t in self._threads if t.name != "election")
             and now - self.controller.last_turn < bound
-            and now - self.election.progress < bound
+            and not self.election.stalled(bound)
         )
 
     @property

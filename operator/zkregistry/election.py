@@ -102,7 +102,7 @@ class Election:
     def join(self) -> None:
         """Enter the election at the next `step`."""
         with self._lock:
-            self._joined, self._stale = True, True
+            self._joined, self._stale, self.progress = True, True, time.monotonic()
         self.on_change()
 
     def step(self) -> None:
@@ -117,6 +117,10 @@ class Election:
                     break
                 self._evaluate()
         self.progress = time.monotonic()
+
+    def stalled(self, bound: float) -> bool:
+        """Whether this replica is in the election but no `step` has completed for `bound` s."""
+        return self._joined and time.monotonic() - self.progress > bound
 
     def fence_lost(self, node: str) -> None:
         """A write fenced by `node` found it gone: leadership ends; a new candidacy follows."""

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from zkregistry.app import Operator
 from zkregistry.config import Settings
+from zkregistry.election import Election
 
 
 def operator(turn_age: float, election_age: float) -> Operator:
@@ -16,7 +17,8 @@ def operator(turn_age: float, election_age: float) -> Operator:
     op.settings = Settings(session_timeout=4.0)
     op._threads = []
     op.controller = SimpleNamespace(last_turn=now - turn_age)
-    op.election = SimpleNamespace(progress=now - election_age)
+    op.election = Election.__new__(Election)
+    op.election._joined, op.election.progress = True, now - election_age
     return op
 
 
@@ -32,3 +34,9 @@ def test_a_stalled_controller_loop_is_unhealthy():
 def test_a_stalled_election_is_unhealthy():
     op = operator(0.0, 0.0)
     assert not operator(0.0, op.stall_bound + 1).healthy()
+
+
+def test_a_replica_still_listing_before_it_joins_is_not_stalled():
+    op = operator(0.0, 10**6)
+    op.election._joined = False  # it joins only once its inventory is complete, however long that takes
+    assert op.healthy()
