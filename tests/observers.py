@@ -167,6 +167,23 @@ def uid_of(name: str, data: bytes) -> str | None:
         return None
 
 
+def resolved(
+    names: Iterable[str], known: dict[str, str | None], resolve: Callable[[str], str | None]
+) -> dict[str, str | None]:
+    """name -> uid for `names`: from `known` where it is, else read with `resolve`; a name that is
+    gone already (LookupError) is left out, and read again if it is listed again."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        if name in known:
+            out[name] = known[name]
+            continue
+        try:
+            out[name] = resolve(name)
+        except LookupError:
+            continue
+    return out
+
+
 class ChildrenTracker:
     """What a children watch knows: child names, each mapped once to the uid in its data."""
 
@@ -178,17 +195,8 @@ class ChildrenTracker:
         """The path's children at `t` are `names`. `resolve(name)` reads a new name's uid; it raises
         LookupError when that znode is already gone (the name is then left out, and read again if
         it is listed again)."""
-        known: dict[str, str | None] = {}
-        for name in names:
-            if name in self.uids:
-                known[name] = self.uids[name]
-                continue
-            try:
-                known[name] = resolve(name)
-            except LookupError:
-                continue
-        self.uids = known
-        self.presence.update(t, {u for u in known.values() if u})
+        self.uids = resolved(names, self.uids, resolve)
+        self.presence.update(t, {u for u in self.uids.values() if u})
 
 
 class DataTracker:
@@ -205,16 +213,7 @@ class DataTracker:
         self.presence = Presence()
 
     def listed(self, t: float, names: Iterable[str], resolve: Callable[[str], str | None]) -> None:
-        known: dict[str, str | None] = {}
-        for name in names:
-            if name in self.nodes:
-                known[name] = self.nodes[name]
-                continue
-            try:
-                known[name] = resolve(name)
-            except LookupError:
-                continue
-        self.nodes = known
+        self.nodes = resolved(names, self.nodes, resolve)
         self._update(t)
 
     def read(self, t: float, name: str, uid: str | None) -> None:
