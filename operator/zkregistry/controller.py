@@ -259,12 +259,13 @@ class Controller:
                 return {}
             outcomes = self.writer.apply(plans, fence)
         following: dict[str, list[Op]] = {}
+        fenced_out = False
         for path, outcome in outcomes.items():
             metrics.observe_write(outcome)
             self._observe_registered(outcome.created)
             if outcome.fence_gone:
-                self.election.fence_lost(fence)
-                return {}
+                fenced_out = True
+                continue
             if outcome.failed:
                 # The path itself may be gone: Curator creates service paths as container
                 # znodes, which ZooKeeper deletes once they are empty.
@@ -281,11 +282,18 @@ class Controller:
                 self._deferred.add(path)
                 continue
             self._failures.pop(path, None)
-            if outcome.created:  # the break of a takeover, once the new registrations settled
-                uids = {op.uid for op in outcome.created if op.uid}
+            # The break of a takeover: the pods now registered twice, once the new znode settled.
+            twice = {uid for op in outcome.created if (uid := op.uid) and self._ours(path, uid) > 1}
+            if twice:
                 with self._wake:
-                    self._settling.append((time.monotonic() + SETTLE, path, uids))
+                    self._settling.append((time.monotonic() + SETTLE, path, twice))
+        if fenced_out:  # our election znode is gone: leadership ends, and no further round
+            self.election.fence_lost(fence)
+            return {}
         return following
+
+    def _ours(self, path: str, uid: str) -> int:
+        return sum(1 for n in self.membership.nodes_of(path, uid) if is_ours(n, self.owner))
 
     def _failed(self, path: str) -> None:
         failures = self._failures.get(path, (0, 0.0))[0] + 1

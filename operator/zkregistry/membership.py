@@ -42,6 +42,8 @@ from zkregistry.plan import instance_key as _key
 
 log = logging.getLogger(__name__)
 
+REFRESH_ATTEMPTS = 5  # listings a refresh may try while transactions of ours keep landing
+
 
 class Membership:
     def __init__(
@@ -112,8 +114,9 @@ class Membership:
         those not of a known format of ours (ours change only through transactions of ours; a
         foreign one may have been rewritten in place, which no watch tells). Blocking, each call
         bounded by `timeout`; raises one of `zk.ERRORS` if the listing fails. A child that cannot
-        be read (NoAuth) is kept, with no member."""
-        while True:
+        be read (NoAuth) is kept, with no member. Under a stream of our own transactions it may give
+        up after a few attempts: the watch keeps the mirror current meanwhile."""
+        for _ in range(REFRESH_ATTEMPTS):
             with self._lock:
                 if path not in self._nodes:
                     return
