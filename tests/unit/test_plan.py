@@ -60,6 +60,15 @@ def test_takes_over_another_sessions_znode_make_before_break():
     assert calculate(desired, after, OWNER, SESSION).ops == [Delete("a", 2)]
 
 
+def test_the_break_waits_until_the_new_registration_has_settled():
+    desired = {"a": Wanted("a", b"a|1")}
+    young = Node("a" + ALTERNATE, b"a|1", 0, SESSION, node("x", b"", OWNER, 0, uid="a").member, created=100.0)
+    actual = {"a": node("a", b"a|1", OWNER, session=3, version=2), young.name: young}
+    # Created at t=100: at t=100.5 (settled before 99.5) the old znode stays, at t=101.5 it goes.
+    assert calculate(desired, actual, OWNER, SESSION, settled=99.5).ops == []
+    assert calculate(desired, actual, OWNER, SESSION, settled=100.5).ops == [Delete("a", 2)]
+
+
 def test_takeover_when_both_names_are_held_by_other_sessions_keeps_one_visible():
     desired = {"a": Wanted("a", b"a|1")}
     actual = {
