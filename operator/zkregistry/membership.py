@@ -154,15 +154,12 @@ class Membership:
                 if self._epochs.get(path, 0) != epoch:
                     continue  # a transaction of ours landed meanwhile: read again
                 old_nodes = self._nodes[path]
-                changed = _keys_of(old_nodes.values()) | _keys_of(nodes.values())
+                changed = _keys_of(n for name, n in nodes.items() if old_nodes.get(name) != n)
+                changed |= _keys_of(n for name, n in old_nodes.items() if name not in nodes)
                 self._nodes[path] = nodes
                 self._keys[path] = _index(nodes.values())
             self.on_change(path, changed)
             return
-
-    def refresh_all(self) -> None:
-        for path in self.paths():
-            self.refresh(path)
 
     def applied(self, path: str, ops: Iterable[Op], results: list, session: int) -> None:
         """Record the effect of a committed transaction of ours: `results` are kazoo's, in the
