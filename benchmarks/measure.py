@@ -22,7 +22,7 @@ class State:
     pods_alive: set[str] = field(default_factory=set)
     pods_ready: set[str] = field(default_factory=set)  # ready and not terminating, right now
     endpoints_ready: set[str] = field(default_factory=set)
-    znodes: dict[str, str] = field(default_factory=dict)  # name -> service path, present right now
+    znodes: dict[str, str] = field(default_factory=dict)  # pod uid -> service path, registered right now
     election: set[str] = field(default_factory=set)
     synced: set[str] = field(default_factory=set)
     errors: list = field(default_factory=list)
@@ -143,14 +143,19 @@ def metric(text: str, name: str) -> float:
     return total
 
 
+READY_TO_REGISTERED = "zkregistry_ready_to_registered_seconds"
+
+
 @dataclass
 class Reading:
-    """CPU seconds, ZooKeeper operations and the ready-to-registered histogram of one replica."""
+    """CPU seconds, ZooKeeper operations and the ready-to-registered histogram of one replica (or,
+    for another process such as kube-controller-manager, its CPU seconds alone)."""
 
     t: float
     cpu: float
-    zk_ops: float
+    zk_ops: float = 0.0
     ready_to_registered: dict[float, float] = field(default_factory=dict)  # bucket upper bound -> count
+    ready_to_registered_sum: float = 0.0  # seconds, over every observation so far
 
     @classmethod
     def of(cls, replica) -> Reading:
@@ -159,8 +164,13 @@ class Reading:
             time.time(),
             cpu_seconds(replica.pid),
             metric(text, "zkregistry_zookeeper_operations_total"),
-            buckets(text, "zkregistry_ready_to_registered_seconds"),
+            buckets(text, READY_TO_REGISTERED),
+            metric(text, f"{READY_TO_REGISTERED}_sum"),
         )
+
+    @classmethod
+    def of_process(cls, pid: int) -> Reading:
+        return cls(time.time(), cpu_seconds(pid))
 
 
 def buckets(text: str, name: str) -> dict[float, float]:
@@ -174,8 +184,14 @@ def buckets(text: str, name: str) -> dict[float, float]:
     return out
 
 
-def histogram_quantiles(before: dict[float, float], after: dict[float, float]) -> dict | None:
-    """p50/p95/p99 (as "<= bucket bound", in ms) of the observations between two readings."""
+def histogram_quantiles(
+    before: dict[float, float],
+    after: dict[float, float],
+    sum_before: float | None = None,
+    sum_after: float | None = None,
+) -> dict | None:
+    """p50/p95/p99 (as "<= bucket bound", in ms) of the observations between two readings, and
+    their exact mean (ms) when the histogram's sums are given."""
     delta = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
     total = delta.get(math.inf, 0.0)
     if not total:
@@ -184,6 +200,8 @@ def histogram_quantiles(before: dict[float, float], after: dict[float, float]) -
     for q in (50, 95, 99):
         bound = next(b for b, n in delta.items() if n >= q / 100 * total)
         out[f"p{q}_le"] = "inf" if bound == math.inf else round(bound * 1000, 1)
+    if sum_before is not None and sum_after is not None:
+        out["mean"] = round((sum_after - sum_before) / total * 1000, 1)
     return out
 
 
@@ -207,10 +225,27 @@ def sweep(client: KazooClient, paths: Iterable[str]) -> dict[str, tuple[float, i
     return out
 
 
+def by_pod(swept: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """pod uid -> the earliest ctime of its znodes (`<uid>` and `<uid>.1` are one pod's)."""
+    from zkregistry.plan import ALTERNATE
+
+    out: dict[str, float] = {}
+    for name, (ctime, _owner) in swept.items():
+        uid = name.removesuffix(ALTERNATE)
+        out[uid] = min(ctime, out.get(uid, ctime))
+    return out
+
+
+def _contenders(client: KazooClient, election: str) -> list[str]:
+    """The election's znodes (`<guid>-n_<seq>`), in order: the leader first."""
+    from zkregistry.election import PREFIX, sequence
+
+    return sorted((n for n in client.get_children(election) if PREFIX in n), key=sequence)
+
+
 def session_of_leader(client: KazooClient, election: str) -> tuple[str, int] | None:
     """(identifier, session id) of the election's first contender."""
-    names = sorted((n for n in client.get_children(election) if n.startswith("n_")), key=lambda n: n[2:])
-    for name in names:
+    for name in _contenders(client, election):
         try:
             data, stat = client.get(f"{election}/{name}")
         except NoNodeError:
@@ -221,9 +256,8 @@ def session_of_leader(client: KazooClient, election: str) -> tuple[str, int] | N
 
 def contenders(client: KazooClient, election: str) -> list[str]:
     """Identifiers of the election's contenders, the leader first."""
-    names = sorted((n for n in client.get_children(election) if n.startswith("n_")), key=lambda n: n[2:])
     out = []
-    for name in names:
+    for name in _contenders(client, election):
         try:
             out.append(client.get(f"{election}/{name}")[0].decode())
         except NoNodeError:

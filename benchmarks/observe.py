@@ -9,8 +9,11 @@ that none waits for another's parsing, and appends one JSON array per event to a
             Ready!=True or deletion seen after it was ready; extra: why), deleted. key: pod uid
     slices  epready (the pod's endpoint first seen ready in any EndpointSlice), epgone (no longer
             ready in any: removed, not ready or terminating). key: the targetRef's pod uid
-    zk      zadd, zdel (a child of a service path appears or disappears; extra: the path), eladd,
-            eldel (a contender of the operator's election). key: the child's name
+    zk      zadd, zdel (a pod's registration appears under a service path, or its last znode
+            there disappears; extra: the path; key: the pod's uid, the znode's name without the
+            `.1` of the pod's second name), zname (a znode name added or removed, key the name,
+            extra "+" or "-": make-before-break shows as a second name, then the first one going),
+            eladd, eldel (a contender of the operator's election; key: the child's name)
 
 `Observers` starts them and `Feed` reads what they wrote so far.
 """
@@ -166,6 +169,13 @@ def observe_slices(kubeconfig: str, namespace: str, emit: Emit) -> None:
 # -- ZooKeeper -------------------------------------------------------------------------------
 
 
+def uid_of(name: str) -> str:
+    """The pod a registration's znode name stands for: `<uid>` and `<uid>.1` are the same pod."""
+    from zkregistry.plan import ALTERNATE
+
+    return name.removesuffix(ALTERNATE)
+
+
 def observe_zk(hosts: str, paths: list[str], election: str, emit: Emit) -> None:
     from kazoo.client import KazooClient
     from kazoo.exceptions import NoNodeError
@@ -173,7 +183,7 @@ def observe_zk(hosts: str, paths: list[str], election: str, emit: Emit) -> None:
     client = KazooClient(hosts, timeout=10)
     client.start(timeout=30)
 
-    def follow(path: str, added: str, removed: str) -> None:
+    def follow(path: str, added: str, removed: str, by_pod: bool) -> None:
         changed = threading.Event()
         changed.set()
         last: set[str] | None = None
@@ -198,15 +208,26 @@ def observe_zk(hosts: str, paths: list[str], election: str, emit: Emit) -> None:
             if last is None:
                 emit(t, "sync", path, len(now))
                 last = set()
-            for name in now - last:
-                emit(t, added, name, path)
-            for name in last - now:
-                emit(t, removed, name, path)
+            if not by_pod:
+                for name in now - last:
+                    emit(t, added, name, path)
+                for name in last - now:
+                    emit(t, removed, name, path)
+            else:  # a pod is registered while any of its names is there
+                before, after = {uid_of(n) for n in last}, {uid_of(n) for n in now}
+                for name in now - last:
+                    emit(t, "zname", name, "+")
+                for name in last - now:
+                    emit(t, "zname", name, "-")
+                for uid in after - before:
+                    emit(t, added, uid, path)
+                for uid in before - after:
+                    emit(t, removed, uid, path)
             last = now
 
     for path in paths:
-        threading.Thread(target=follow, args=(path, "zadd", "zdel"), daemon=True).start()
-    threading.Thread(target=follow, args=(election, "eladd", "eldel"), daemon=True).start()
+        threading.Thread(target=follow, args=(path, "zadd", "zdel", True), daemon=True).start()
+    threading.Thread(target=follow, args=(election, "eladd", "eldel", False), daemon=True).start()
     while True:
         time.sleep(3600)
 
