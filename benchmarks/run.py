@@ -6,16 +6,20 @@ replicas, all started here in a temporary folder and torn down at the end.
 
 Writes benchmarks/results/<YYYY-MM-DD>/report.md, results.json and PNG plots. For each N:
 
-1. N pods (Deployments of 100, each annotated for one of 5 registries, each selected by a Service)
-   become Ready: per pod, from its Ready being seen to its znode being seen (and its ctime), and
-   to its endpoint being seen ready in an EndpointSlice.
+0. Scaling, before the control plane starts: one replica's handler-to-writer path alone at
+   1,000, 10,000 and 100,000 pods against an ensemble of its own (benchmarks/scaling.py).
+1. N pods (Deployments of 100, each annotated for one of 5 registries from its creation, each
+   selected by a Service) become Ready: per pod, from its Ready being seen to its znode being seen
+   (and its ctime), and to its endpoint being seen ready in an EndpointSlice. At N above the burst
+   (1,000), the first N - 1,000 come up first, then the last 1,000 are the measured burst.
 2. Churn: every Deployment scaled down by 10 %, a rolling update of 5 of them, scaled back up:
    from a pod's deletion (or not Ready) being seen to its znode gone / its endpoint not ready.
 3. Graceful handover: SIGTERM to the leader; until its successor's session owns every znode,
    and the member removals that a watching client sees.
 4. Crash: kill -9 of the leader; from the first removal seen (its session expiring) until every
    registration is back.
-5. Cost: RSS of every replica, the leader's CPU seconds and ZooKeeper operations per transition.
+5. Cost: RSS of every replica, CPU seconds per transition of the leader, a standby and
+   kube-controller-manager, and the leader's ZooKeeper operations per transition.
 The ZooKeeper ceiling (pipelined multi creates) is measured once, before the cluster is loaded.
 At the largest N the leader is profiled with py-spy during the burst, the successor during the
 handover and during the crash failover.
@@ -42,7 +46,7 @@ from pathlib import Path
 import kubernetes
 from kazoo.client import KazooClient
 
-from benchmarks import measure, profile, report
+from benchmarks import measure, profile, report, scaling
 from benchmarks.measure import Reading, State, first_times, latencies_ms, ratio, summary
 from benchmarks.observe import Observers
 from benchmarks.workload import PODS_PER_DEPLOYMENT, Workload
@@ -59,6 +63,7 @@ HANDOVER_TIMEOUT = 30.0
 ROLLED_DEPLOYMENTS = 5
 CHURN_FRACTION, CHURN_PODS = 0.1, 500  # scale down by 10 %, by 500 pods at most
 BURST = 1000  # pods that become Ready while measured, at most (see Bench._prebuild)
+KCM = "kube-controller-manager"
 
 _started = time.monotonic()
 
@@ -186,7 +191,12 @@ class Bench:
         return result
 
     def readings(self) -> dict[str, Reading]:
-        return {r.name: Reading.of(r) for r in self.replicas.running()}
+        """Every running replica's reading, and kube-controller-manager's CPU."""
+        out = {r.name: Reading.of(r) for r in self.replicas.running()}
+        pid = self.env.cluster.pid(KCM)
+        if pid is not None:
+            out[KCM] = Reading.of_process(pid)
+        return out
 
     def rss(self, leader: Replica) -> dict:
         return {
@@ -221,14 +231,15 @@ class Bench:
             f"annotated for {len(workload.registries)} ServiceRegistries, one Service each"
         )
 
-        # 0. At large N, most pods first, before their Deployments opt in (see `prebuilt`) ------
+        # 0. At large N, all but the last `burst` pods first, annotated from their creation ---------
         burst_names = workload.deployments[-max(1, math.ceil(min(pods, self.burst) / PODS_PER_DEPLOYMENT)) :]
         early = workload.deployments[: len(workload.deployments) - len(burst_names)]
         burst = pods - sum(workload.replicas_of(i) for i in range(len(early)))
         result["burst_pods"] = burst
         leader = self.leader()
         if early:
-            result["bulk_registration"] = self._prebuild(workload, early, pods - burst, leader)
+            result["bulk_registration"] = self._prebuild(workload, early, pods - burst, leader, profiling, result)
+            plots["prebuild"] = result["bulk_registration"].pop("_values")
 
         # 1. Registration of a burst of pods ----------------------------------------------------
         before = self.readings()
@@ -247,13 +258,13 @@ class Bench:
         profiled = self.stop_recording(recording)
         profiled_standby = self.stop_recording(watching)
         after = self.readings()
-        ctimes = measure.sweep(self.zk, workload.paths)
+        ctimes = measure.by_pod(measure.sweep(self.zk, workload.paths))
         ready = first_times(self.state.between(t0, t1, "ready"))
         zadd = first_times(self.state.between(t0, t1, "zadd"))
         epready = first_times(self.state.between(t0, t1, "epready"))
         ours, ours_missing = latencies_ms(ready, zadd)
         eps, eps_missing = latencies_ms(ready, epready)
-        by_ctime, _ = latencies_ms(ready, {name: c for name, (c, _owner) in ctimes.items()})
+        by_ctime, _ = latencies_ms(ready, ctimes)
         register = {
             "ours": summary(ours, ours_missing),
             "ours_ctime": summary(by_ctime),
@@ -280,6 +291,7 @@ class Bench:
             f"p99 {register['endpointslice']['p99']} ms"
         )
         phases = {"register": self._cost(leader, before, after, t0, t1)}
+        register.update(_split(register["ours"], phases["register"].get("leader_ready_to_registered_ms")))
         time.sleep(3)
         result["rss_loaded_mib"] = self.rss(leader)
 
@@ -331,6 +343,8 @@ class Bench:
         result["handover"] = self._handover(workload, pods, profiling, plots)
         # 4. Crash -----------------------------------------------------------------------------------
         result["crash"] = self._crash(workload, profiling, plots)
+        time.sleep(3)
+        result["rss_after_failover_mib"] = self.rss(self.leader())
         result["complete"] = True
 
         if not last:
@@ -338,46 +352,62 @@ class Bench:
         self.observers.stop()
         self.observers = None
 
-    def _prebuild(self, workload: Workload, names: list[str], count: int, leader: Replica) -> dict:
-        """The first `count` pods, from Deployments that do not opt in yet; then they opt in.
-
-        On two shared cores, three replicas working on every pod event of a path of 2,000 pods
-        starve the control plane so much that 10,000 pods take far longer to become Ready than
-        the bench can wait (see the report). So the pods that are not measured one by one come
-        up first, without the annotation; then their Deployments are annotated at once, which
-        is measured as a bulk registration; then the last pods (the burst) become Ready, each
-        measured, into registries that already hold the others.
-        """
-        say(f"  creating the first {count} pods ({len(names)} Deployments, not opted in yet)")
-        started = time.time()
-        workload.create_deployments(names, annotated=False)
-        self.wait(
-            lambda: len(self.state.pods_ready) == count
-            and self.state.pods_alive == self.state.pods_ready
-            and self.state.endpoints_ready == self.state.pods_ready,
-            180 + count * 0.06,
-            "the first pods",
-            lambda: self.counts(count),
-        )
-        say(f"  {count} pods Ready after {time.time() - started:.0f} s; annotating their {len(names)} Deployments")
+    def _prebuild(
+        self, workload: Workload, names: list[str], count: int, leader: Replica, profiling: bool, result: dict
+    ) -> dict:
+        """The first `count` pods, from Deployments annotated from their creation, each measured as
+        the burst's are (Ready seen -> znode seen, and -> endpoint ready), under the load of
+        thousands of pods coming up at once; then the last pods (the burst) become Ready, each
+        measured, into registries that already hold the others."""
+        say(f"  creating the first {count} pods ({len(names)} Deployments, annotated from their creation)")
         before = self.readings()
+        recording = self.record(leader.pid, f"{workload.pods}-prebuild-leader") if profiling else None
         t0 = time.time()
-        workload.annotate(names)
+        workload.create_deployments(names, annotated=True)
         t1 = self.wait(
-            lambda: set(self.state.znodes) == self.state.pods_ready, 120 + count * 0.02, "bulk registration",
+            lambda: (
+                len(self.state.pods_ready) == count
+                and self.state.pods_alive == self.state.pods_ready
+                and self.state.endpoints_ready == self.state.pods_ready
+                and set(self.state.znodes) == self.state.pods_ready
+            ),
+            240 + count * 0.1,
+            "the first pods, registered",
             lambda: self.counts(count),
         )
+        profiled = self.stop_recording(recording)
+        if profiled:
+            result.setdefault("profiles", {})["prebuild_leader"] = profiled
         cost = self._cost(leader, before, self.readings(), t0, t1)
-        ctimes = [c for c, _ in measure.sweep(self.zk, workload.paths).values()]
+        ctimes = measure.by_pod(measure.sweep(self.zk, workload.paths))
+        ready = first_times(self.state.between(t0, t1, "ready"))
+        ours, ours_missing = latencies_ms(ready, first_times(self.state.between(t0, t1, "zadd")))
+        eps, eps_missing = latencies_ms(ready, first_times(self.state.between(t0, t1, "epready")))
+        by_ctime, _ = latencies_ms(ready, ctimes)
+        leader_cost = next(v for v in cost["replicas"].values() if v["role"] == "leader")
         out = {
             "znodes": count,
-            "seconds": round(t1 - t0, 2),
-            "seconds_by_ctime": round(max(ctimes) - t0, 2) if ctimes else None,
-            "leader_cpu_s": next(v["cpu_s"] for v in cost["replicas"].values() if v["role"] == "leader"),
-            "leader_zk_ops": next(v["zk_ops"] for v in cost["replicas"].values() if v["role"] == "leader"),
-            "prebuild_s": round(t0 - started, 1),
+            "annotated_from_start": True,
+            "seconds": round(t1 - t0, 2),  # the Deployments' creation -> every pod Ready and registered
+            "seconds_by_ctime": round(max(ctimes.values()) - t0, 2) if ctimes else None,
+            "leader_cpu_s": leader_cost["cpu_s"],
+            "leader_zk_ops": leader_cost["zk_ops"],
+            "prebuild_s": round(t1 - t0, 1),
+            "pods_ready_per_s": round(len(ready) / max(1e-9, max(ready.values(), default=t0) - t0), 1),
+            "ours": summary(ours, ours_missing),
+            "ours_ctime": summary(by_ctime),
+            "endpointslice": summary(eps, eps_missing),
+            "cost": cost | {"per_1000_transitions": _per_1000(cost)},
+            "_values": {"ours": ours, "endpointslice": eps},
         }
-        say(f"  bulk registration: {count} znodes {out['seconds']} s after the annotations were applied")
+        out["ratio"] = ratio(out["ours"], out["endpointslice"])
+        out.update(_split(out["ours"], cost.get("leader_ready_to_registered_ms")))
+        say(
+            f"  {count} pods Ready and registered {out['seconds']} s after their Deployments' creation: ours p50 "
+            f"{out['ours']['p50']} ms p99 {out['ours']['p99']} ms; EndpointSlice p50 {out['endpointslice']['p50']} "
+            f"ms p99 {out['endpointslice']['p99']} ms; CPU s per 1,000 transitions: "
+            f"{out['cost']['per_1000_transitions']}"
+        )
         return out
 
     def _cost(self, leader: Replica, before: dict, after: dict, t0: float, t1: float) -> dict:
@@ -387,14 +417,11 @@ class Bench:
             a = after.get(name)
             if a is None:
                 continue
-            out["replicas"][name] = {
-                "role": "leader" if name == leader.name else "standby",
-                "cpu_s": round(a.cpu - b.cpu, 2),
-                "zk_ops": int(a.zk_ops - b.zk_ops),
-            }
+            role = KCM if name == KCM else "leader" if name == leader.name else "standby"
+            out["replicas"][name] = {"role": role, "cpu_s": round(a.cpu - b.cpu, 2), "zk_ops": int(a.zk_ops - b.zk_ops)}
             if name == leader.name:  # the operator's own view: readiness seen by its inventory -> znode
                 out["leader_ready_to_registered_ms"] = measure.histogram_quantiles(
-                    b.ready_to_registered, a.ready_to_registered
+                    b.ready_to_registered, a.ready_to_registered, b.ready_to_registered_sum, a.ready_to_registered_sum
                 )
         return out
 
@@ -409,12 +436,14 @@ class Bench:
         standbys = max(1, len([f for f in next(iter(phases.values()))["replicas"].values() if f["role"] == "standby"]))
         leader = per_role.get("leader", {"cpu_s": 0.0, "zk_ops": 0})
         standby = per_role.get("standby", {"cpu_s": 0.0, "zk_ops": 0})
+        kcm = per_role.get(KCM)
         return {
             "transitions": transitions,
             "leader_cpu_s": round(leader["cpu_s"], 2),
             "leader_zk_ops": leader["zk_ops"],
             "cpu_s_per_1000_transitions": round(1000 * leader["cpu_s"] / max(1, transitions), 2),
             "standby_cpu_s_per_1000_transitions": round(1000 * standby["cpu_s"] / standbys / max(1, transitions), 2),
+            "kcm_cpu_s_per_1000_transitions": round(1000 * kcm["cpu_s"] / max(1, transitions), 2) if kcm else None,
             "zk_ops_per_transition": round(leader["zk_ops"] / max(1, transitions), 2),
             "phases": phases,
         }
@@ -488,6 +517,7 @@ class Bench:
         self.pump()
         t_el = next((t for t, _k, _n, _x in self.state.between(t_term, time.time(), "eldel")), t_term)
         removals = self.state.between(t_term, time.time(), "zdel")
+        names = [e[3] for e in self.state.between(t_term, time.time(), "zname")]
         taken = sorted(c for c, _ in after.values() if c >= t_term - 0.5)
         log = leader.output()
         out = {
@@ -502,6 +532,8 @@ class Bench:
             "from_sigterm_s": round(taken[-1] - t_term, 3) if taken else None,
             "old_leader_exit_s": round(t_exit - t_term, 2),
             "removals_seen": len(removals),
+            "names_added": names.count("+"),  # make-before-break: each pod's other name, then the old one goes
+            "names_removed": names.count("-"),
             "handover_complete_logged": "handover complete" in log,
             "deadline_passed_logged": "handover deadline passed" in log,
         }
@@ -600,6 +632,28 @@ class Bench:
         )
 
 
+def _per_1000(cost: dict) -> dict:
+    """CPU seconds per 1,000 transitions of a phase, by role (a standby's: their mean)."""
+    by_role: dict[str, list[float]] = {}
+    for figures in cost["replicas"].values():
+        by_role.setdefault(figures["role"], []).append(figures["cpu_s"])
+    n = max(1, cost["transitions"])
+    return {role: round(1000 * sum(v) / len(v) / n, 2) for role, v in by_role.items()}
+
+
+def _split(ours: dict, own: dict | None) -> dict:
+    """End-to-end registration latency against the leader's own histogram (from its inventory
+    seeing the pod serving to the create's reply): the difference of the means is the pod
+    intake (the API's watch to the inventory, relative to the bench's own watch) plus the
+    children watch's notification to the bench's watcher."""
+    if not own:
+        return {}
+    out: dict = {"controller_ms": own}
+    if own.get("mean") is not None and ours.get("mean") is not None:
+        out["intake_and_notification_mean_ms"] = round(ours["mean"] - own["mean"], 1)
+    return out
+
+
 def elected_at(replica: Replica, since: float) -> float | None:
     """When `replica` logged that it was elected leader (its log's local time, ms), after `since`."""
     found = None
@@ -634,6 +688,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"pods measured one by one as they become Ready (default {BURST}; the others of N come up first, "
         "before their Deployments opt in); 0: all N at once",
     )
+    parser.add_argument(
+        "--scaling-pods",
+        default=",".join(str(n) for n in scaling.DEFAULT_PODS),
+        help="N of the scaling phase (default 1000,10000,100000); empty: no scaling phase",
+    )
+    parser.add_argument(
+        "--scaling-budget", type=float, default=1200.0, help="seconds the scaling phase may take (default 1200)"
+    )
     args = parser.parse_args(argv)
     counts = sorted({int(p) for p in args.pods.split(",") if p.strip()})
     if not counts or min(counts) < 10:
@@ -656,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic()
     ok = False
     try:
+        scaling_counts = sorted({int(p) for p in args.scaling_pods.split(",") if p.strip()})
+        if scaling_counts:
+            results["scaling"] = scale(workdir, scaling_counts, out, bench.profiling, args.scaling_budget)
         results["environment_s"] = bench.up(nodes_for(max(counts)))
         say("ZooKeeper ceiling: 10,000 EPHEMERAL creates in pipelined multis of 100")
         results["zk_ceiling"] = measure.ceiling(bench.env.ensemble.connection_string)
@@ -679,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.teardown()
         finally:
             results["duration_s"] = round(time.monotonic() - wall, 1)
+            results["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
             if ok:
                 compile_results(results)
                 (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -694,11 +760,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def scale(workdir: Path, counts: list[int], out: Path, profiling: bool, budget: float) -> dict:
+    """The scaling phase (benchmarks/scaling.py), before the control plane starts, against an
+    ensemble of its own (see scaling.start_ensemble for why not the bench's)."""
+    say(f"scaling: one replica alone at N = {', '.join(map(str, counts))} (at most {budget:.0f} s)")
+    ensemble = scaling.start_ensemble(workdir / "scaling")
+    try:
+        figures = scaling.run(
+            ensemble.connection_string, counts, profile_dir=out if profiling else None, budget_s=budget
+        )
+    finally:
+        ensemble.stop()
+    figures["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    for row in figures["table"]:
+        say(
+            f"  {row['layout']} N={row['pods']}: {row['cpu_us_per_transition']} CPU us per transition, "
+            f"registered in {row['register_s']} s, RSS {row['rss_registered_mib']} MiB"
+            + (f" ({row['note']})" if row.get("note") else "")
+        )
+    say(f"  CPU per transition, largest N over smallest: {figures['cpu_ratio_by_layout']}")
+    return figures
+
+
 def compile_results(results: dict) -> None:
     """The keys that runs are compared by, at the top level, from the largest N."""
     largest = results["runs"][str(max(results["pods_run"]))]
     leader_idle = next(v for v in results["rss_idle_mib"].values() if v["role"] == "leader")
     loaded = largest["rss_loaded_mib"].values()
+    after = (largest.get("rss_after_failover_mib") or {}).values()
     results.update(
         {
             "pods": largest["pods"],
@@ -714,9 +803,17 @@ def compile_results(results: dict) -> None:
                 "leader_idle": leader_idle["rss"],
                 "leader_loaded": max(v["rss"] for v in loaded if v["role"] == "leader"),
                 "standby_loaded": max((v["rss"] for v in loaded if v["role"] == "standby"), default=None),
-                "peak_any_replica": max(v.get("peak", 0) for v in loaded),
+                "peak_any_replica": max(v.get("peak", 0) for v in [*loaded, *after]),
+                "after_failover": max((v["rss"] for v in after), default=None),
             },
             "cpu_s_per_1000_transitions": largest["cost"]["cpu_s_per_1000_transitions"],
+            "standby_cpu_s_per_1000_transitions": largest["cost"]["standby_cpu_s_per_1000_transitions"],
+            "kcm_cpu_s_per_1000_transitions": largest["cost"].get("kcm_cpu_s_per_1000_transitions"),
+            "handover_old_leader_exit_s": largest["handover"]["old_leader_exit_s"],
+            "register_split_ms": {
+                k: largest["register"].get(k) for k in ("controller_ms", "intake_and_notification_mean_ms")
+            },
+            "scaling_cpu_ratio": (results.get("scaling") or {}).get("cpu_ratio_largest_over_smallest"),
             "zk_ops_per_transition": largest["cost"]["zk_ops_per_transition"],
             "zk_ceiling_creates_per_s": results["zk_ceiling"]["best_creates_per_s"],
         }
