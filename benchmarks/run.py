@@ -4,7 +4,8 @@ replicas, all started here in a temporary folder and torn down at the end.
 
     tools/env.sh python -m benchmarks.run [--pods 1000,10000] [--no-profile] [--keep]
 
-Writes benchmarks/results/<YYYY-MM-DD>/report.md, results.json and PNG plots. For each N:
+Writes benchmarks/results/<YYYY-MM-DD>/ (or <YYYY-MM-DD>-2, ... if that day has results already)
+report.md, results.json and PNG plots. For each N:
 
 0. Scaling, before the control plane starts: one replica's handler-to-writer path alone at
    1,000, 10,000 and 100,000 pods against an ensemble of its own (benchmarks/scaling.py).
@@ -706,9 +707,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     day = dt.date.today().isoformat()
-    out = args.out / day
+    out = results_folder(args.out, day)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.iterdir():  # a run replaces the day's earlier one
+    for old in out.iterdir():  # what a failed run of this folder left
         if old.is_file() and old.suffix in (".md", ".json", ".png", ".svg", ".txt", ".log"):
             old.unlink()
     workdir = Path(tempfile.mkdtemp(prefix="zkregistry-bench-"))
@@ -758,6 +759,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 say(f"kept {workdir} (replica logs in {workdir / 'replicas'})")
     return 0
+
+
+def results_folder(top: Path, day: str) -> Path:
+    """<top>/<day>, or <day>-2, -3...: a run never replaces one that completed (its results.json)."""
+    for n in range(1, 100):
+        folder = top / (day if n == 1 else f"{day}-{n}")
+        if not (folder / "results.json").exists():
+            return folder
+    raise RuntimeError(f"no free results folder for {day} under {top}")
 
 
 def scale(workdir: Path, counts: list[int], out: Path, profiling: bool, budget: float) -> dict:
