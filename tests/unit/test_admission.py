@@ -1,0 +1,121 @@
+"""Admission of registries to ZooKeeper paths: policy, claims, nesting, foreign members."""
+
+from __future__ import annotations
+
+from zkregistry.admission import (
+    FOREIGN_MEMBERS,
+    PATH_CONFLICT,
+    PATH_NOT_ALLOWED,
+    Claim,
+    PathState,
+    Policy,
+    Selector,
+    admitted_by,
+    decide,
+    nested,
+    owners,
+    under,
+)
+from zkregistry.model import Registry
+
+
+def registry(namespace: str, name: str, base: str = "/services", created: str = "2026-01-01T00:00:00Z", **kw):
+    return Registry(namespace, name, f"uid-{namespace}-{name}", kw.pop("service", name), base, created=created, **kw)
+
+
+def test_paths():
+    assert under("/services/web", "/services") and under("/a/b", "/")
+    assert not under("/services", "/services") and not under("/servicesx/a", "/services")
+    assert nested("/services/web", "/services/web/x") and nested("/services/web/x", "/services/web")
+    assert not nested("/services/web", "/services/web") and not nested("/services/web", "/services/webx")
+
+
+def test_default_admits_services_only():
+    a, b = registry("a", "web"), registry("a", "other", base="/elsewhere")
+    d = decide([a, b], [], {})
+    assert d[a.key].admitted and d[a.key].policies == ("",)
+    assert not d[b.key].admitted and d[b.key].reason == PATH_NOT_ALLOWED
+
+
+def test_policy_by_name_and_selector():
+    p1 = Policy("p1", namespaces=("a",), path_prefixes=("/pay",))
+    p2 = Policy("p2", selector=Selector(match_labels=(("team", "x"),)), path_prefixes=("/x",))
+    a, b, c = registry("a", "s", base="/pay"), registry("b", "s", base="/x"), registry("c", "s", base="/pay")
+    d = decide([a, b, c], [p1, p2], {}, namespace_labels={"b": {"team": "x"}})
+    assert d[a.key].admitted and d[a.key].policies == ("p1",)
+    assert d[b.key].admitted
+    assert d[c.key].reason == PATH_NOT_ALLOWED
+    assert admitted_by(d, "p1") == ["a/s"]
+
+
+def test_selector_expressions():
+    s = Selector(match_expressions=(("env", "In", ("prod",)), ("x", "DoesNotExist", ())))
+    assert s.matches({"env": "prod"}) and not s.matches({"env": "dev"}) and not s.matches({"env": "prod", "x": "1"})
+    assert not Selector(match_expressions=(("k", "Bogus", ()),)).matches({"k": "v"})
+    assert not Policy("empty", path_prefixes=("/",)).selects("a", {})
+
+
+def test_oldest_new_claimant_wins_and_claim_beats_age():
+    old = registry("b", "web", created="2026-01-01T00:00:00Z")
+    new = registry("a", "web", created="2026-02-01T00:00:00Z")
+    d = decide([old, new], [], {})
+    assert d[old.key].admitted and d[new.key].reason == PATH_CONFLICT and d[new.key].owner == old.key
+    # The path is claimed by namespace a: a's younger registry has it, b's older one is refused.
+    d = decide([old, new], [], {"/services/web": Claim("/services/web", "a", "web")})
+    assert d[new.key].admitted and not d[old.key].admitted and d[old.key].owner == ("a", "web")
+
+
+def test_claim_keeps_path_for_its_namespace_without_registry():
+    squatter = registry("b", "web", created="2020-01-01T00:00:00Z")
+    d = decide([squatter], [], {"/services/web": Claim("/services/web", "a", "web")})
+    assert d[squatter.key].reason == PATH_CONFLICT
+    assert owners(d) == {}
+
+
+def test_nesting_refused_both_ways():
+    first = registry("a", "web")
+    child = registry("b", "x", base="/services/web", created="2026-03-01T00:00:00Z")
+    parent = registry("b", "services", base="/", service="services", created="2026-03-01T00:00:00Z")
+    p = Policy("root", namespaces=("b",), path_prefixes=("/",))
+    d = decide([first, child, parent], [p], {})
+    assert d[first.key].admitted
+    assert d[child.key].reason == PATH_CONFLICT and d[parent.key].reason == PATH_CONFLICT
+    # Against a claim too, even an older registry, and within one namespace.
+    older_child = registry("a", "y", base="/services/web", created="2000-01-01T00:00:00Z")
+    d = decide([first, older_child], [], {"/services/web": Claim("/services/web", "a", "web")})
+    assert d[first.key].admitted and d[older_child.key].reason == PATH_CONFLICT
+
+
+def test_foreign_members():
+    a = registry("a", "web")
+    d = decide([a], [], {}, paths={"/services/web": PathState(external=True)})
+    assert d[a.key].reason == FOREIGN_MEMBERS
+    d = decide([a], [], {}, paths={"/services/web": PathState(namespaces=frozenset({"b"}))})
+    assert d[a.key].reason == FOREIGN_MEMBERS
+    d = decide([a], [], {}, paths={"/services/web": PathState(namespaces=frozenset({"a"}))})
+    assert d[a.key].admitted
+    shared = Policy("vm", namespaces=("a",), path_prefixes=("/services",), allow_external_members=True,
+                    external_principals=("digest:vm:abc",))
+    d = decide([a], [shared], {}, paths={"/services/web": PathState(external=True)})
+    assert d[a.key].admitted and d[a.key].allow_external and d[a.key].principals == ("digest:vm:abc",)
+    # A claimed path stays admitted whatever appears under it later.
+    claim = {"/services/web": Claim("/services/web", "a", "web")}
+    d = decide([a], [], claim, paths={"/services/web": PathState(external=True)})
+    assert d[a.key].admitted
+
+
+def test_deleting_registry_gives_way_within_its_namespace():
+    going = registry("a", "web", created="2026-01-01T00:00:00Z", deleting=True)
+    new = registry("a", "web2", service="web", created="2026-02-01T00:00:00Z")
+    d = decide([going, new], [], {"/services/web": Claim("/services/web", "a", "web")})
+    assert d[new.key].admitted and not d[going.key].admitted
+    assert not decide([going], [], {})[going.key].admitted
+
+
+def test_policy_from_body():
+    p = Policy.from_body({
+        "metadata": {"name": "p", "generation": 2},
+        "spec": {"namespaces": ["a"], "namespaceSelector": {"matchLabels": {"t": "x"}},
+                 "pathPrefixes": ["/pay/"], "allowExternalMembers": True, "externalPrincipals": ["digest:u:h"]},
+    })
+    assert p.path_prefixes == ("/pay",) and p.selects("z", {"t": "x"}) and p.external_principals == ("digest:u:h",)
