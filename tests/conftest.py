@@ -57,7 +57,10 @@ def cluster(tmp_path_factory) -> Iterator:
     kube = Cluster(tmp_path_factory.mktemp("cluster"), _required("ZKREGISTRY_BIN"))
     kube.start(nodes=3)
     kube.kubectl("apply", "-f", str(CRDS))
-    kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/serviceregistries.zkregistry.io")
+    kube.kubectl(
+        "wait", "--for", "condition=established", "--timeout=60s",
+        "crd/serviceregistries.zkregistry.io", "crd/registrypolicies.zkregistry.io",
+    )
     pids = [kube.pid(c) for c in COMPONENTS]
     yield kube
     if kube.pid("kube-apiserver"):
@@ -107,6 +110,7 @@ def replicas(ensemble, cluster, namespace, tmp_path) -> Iterator:
         ensemble.connection_string, cluster.kubeconfig, tmp_path / "replicas",
         owner=namespace, namespaces=[namespace], session_timeout=2.0,
         extra_args=["--resync-seconds", "5", "--handover-timeout", "15"],
+        path_prefixes=[f"/{namespace}"],  # kit.apply_registry's default basePath
     )
     yield group
     group.stop_all()

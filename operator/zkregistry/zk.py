@@ -21,11 +21,23 @@ def acl(settings: Settings) -> list[ACL] | None:
     return [make_digest_acl(user, password, all=True), ACL(Permissions.READ, Id(scheme, identity))]
 
 
-def parent_acl(settings: Settings) -> list[ACL] | None:
-    """The service paths that we create: as `acl`, except that anyone may add a member of its
-    own (a service outside Kubernetes registering itself), which it then owns."""
+def ancestor_acl(settings: Settings) -> list[ACL] | None:
+    """The ancestors of service paths that we create (/services): as `acl`, and anyone may create
+    under them, as under any ZooKeeper path nobody restricted: other services live there too."""
     own = acl(settings)
     return None if own is None else [*own, ACL(Permissions.CREATE, Id("world", "anyone"))]
+
+
+def service_acl(settings: Settings, principals: tuple[str, ...] = ()) -> list[ACL] | None:
+    """A service path: deny by default. Only our identity may create, delete or change members
+    under it (`acl`); the external `principals` ("scheme:id", granted by a RegistryPolicy with
+    allowExternalMembers) may also create members of their own. Without `--zk-digest` there is
+    no identity of ours to restrict it to: ZooKeeper's open ACL (None)."""
+    own = acl(settings)
+    if own is None:
+        return None
+    extra = [ACL(Permissions.CREATE, Id(*p.split(":", 1))) for p in principals if ":" in p]
+    return [*own, *extra]
 
 
 def client(settings: Settings) -> KazooClient:
@@ -38,7 +50,10 @@ def client(settings: Settings) -> KazooClient:
         ca=settings.zk_ca_file or None,
         certfile=settings.zk_cert_file or None,
         keyfile=settings.zk_key_file or None,
-        verify_certs=bool(settings.zk_ca_file),
+        # Verified unless explicitly not: the CA file if given, else the system's CAs, and the
+        # server's certificate must name the host we dial.
+        verify_certs=not settings.zk_tls_insecure,
+        check_hostname=settings.zk_tls and not settings.zk_tls_insecure,
         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
         command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
     )

@@ -30,6 +30,7 @@ def test_operator_works_with_its_service_account(
         owner=namespace,
         namespaces=[namespace],
         session_timeout=2.0,
+        path_prefixes=[f"/{namespace}"],
     )
     try:
         (replica,) = group.start(1)
@@ -138,6 +139,7 @@ def test_tls_and_digest_acls(kube_api, namespace, cluster, tls_ensemble, tmp_pat
         owner=namespace,
         namespaces=[namespace],
         session_timeout=2.0,
+        path_prefixes=[f"/{namespace}"],
         extra_args=["--zk-tls", "--zk-ca-file", ca, "--zk-digest", "zkregistry:s3cret"],
     )
     outsider = KazooClient(secure.connection_string, timeout=10)  # the plain port, no credentials

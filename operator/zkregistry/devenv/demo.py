@@ -30,7 +30,14 @@ def up(environment: Environment) -> None:
     )
     cluster = environment.cluster
     cluster.kubectl("apply", "-f", str(TOP / "crds"))
-    cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/serviceregistries.zkregistry.io")
+    cluster.kubectl(
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "crd/serviceregistries.zkregistry.io",
+        "crd/registrypolicies.zkregistry.io",
+    )
 
     state = environment.workdir / "replicas.json"
     running = [p for p in json.loads(state.read_text()) if alive(p)] if state.exists() else []
