@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from kazoo.exceptions import NoAuthError, NodeExistsError
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 
 from zkregistry import admission, formats, metrics, zk
 from zkregistry.admission import Claim, Decision, PathState
@@ -276,6 +276,16 @@ class Controller:
         self.decisions, self._owners = decisions, owners
         for path in changed:
             self._prepare(path)
+        for path in retouched & owners.keys():  # a policy's principals changed: correct the ACL now
+            decision = decisions[owners[path]]
+            try:
+                self._correct_acl(path, self.service_acl(decision.principals))
+            except NoNodeError:
+                pass  # created with the right ACL at its first registration
+            except zk.LOST:
+                raise
+            except zk.ERRORS as error:
+                log.warning("could not set the ACL of %s: %s", path, type(error).__name__)
         if moved:
             self.on_reconciled(moved)
         return changed
@@ -317,6 +327,11 @@ class Controller:
             return
         except NodeExistsError:
             pass
+        self._correct_acl(path, acl)
+
+    def _correct_acl(self, path: str, acl: list | None) -> None:
+        """Sets the ACL of the existing service `path` to `acl` if it differs; raises NoAuthError if
+        it is not ours to change, and zk.ERRORS."""
         if acl is None:
             return
         current, stat = zk.wait(self.client.get_acls_async(path), self.timeout)
