@@ -8,6 +8,7 @@ session checks that none of their processes, nor any operator replica, is left b
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,3 +156,85 @@ def service_account_kubeconfig(cluster, tmp_path_factory) -> Path:
     }))
     path.chmod(0o600)
     return path
+
+
+PASSWORD = "keystore-secret"
+
+
+@pytest.fixture
+def tls_ensemble(tmp_path) -> Iterator[tuple]:
+    """A one-server ensemble with a TLS client port; yields it and the CA file (PEM). The server's
+    certificate is self-signed and names 127.0.0.1 only."""
+    from zkregistry.devenv.ensemble import Ensemble
+
+    keystore, ca = tmp_path / "server.jks", tmp_path / "ca.pem"
+    subprocess.run(
+        [
+            "keytool",
+            "-genkeypair",
+            "-alias",
+            "zk",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-validity",
+            "2",
+            "-dname",
+            "CN=127.0.0.1",
+            "-ext",
+            "SAN=ip:127.0.0.1",
+            "-keystore",
+            str(keystore),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            PASSWORD,
+            "-keypass",
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "keytool",
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "zk",
+            "-keystore",
+            str(keystore),
+            "-storepass",
+            PASSWORD,
+            "-file",
+            str(ca),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    truststore = tmp_path / "trust.jks"
+    subprocess.run(
+        [
+            "keytool",
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ca",
+            "-file",
+            str(ca),
+            "-keystore",
+            str(truststore),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls = {"keystore": str(keystore), "truststore": str(truststore), "password": PASSWORD}
+    secure = Ensemble(tmp_path / "zk", _required("ZKREGISTRY_ZOOKEEPER"), size=1, tls=tls)
+    secure.start()
+    yield secure, str(ca)
+    secure.stop()

@@ -5,19 +5,14 @@ not change them."""
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
-from conftest import _required, eventually
+from conftest import eventually
 from kit import apply_registry, create_deployment, get_registry, in_sync, registered
-from zkregistry.devenv.ensemble import Ensemble
 from zkregistry.devenv.replicas import Replicas
-
-PASSWORD = "keystore-secret"
 
 
 def test_operator_works_with_its_service_account(
@@ -52,82 +47,6 @@ def test_operator_works_with_its_service_account(
         assert not refused, refused
     finally:
         group.stop_all()
-
-
-@pytest.fixture
-def tls_ensemble(tmp_path) -> Iterator[tuple[Ensemble, str]]:
-    """A one-server ensemble with a TLS client port; yields it and the CA file (PEM)."""
-    keystore, ca = tmp_path / "server.jks", tmp_path / "ca.pem"
-    subprocess.run(
-        [
-            "keytool",
-            "-genkeypair",
-            "-alias",
-            "zk",
-            "-keyalg",
-            "RSA",
-            "-keysize",
-            "2048",
-            "-validity",
-            "2",
-            "-dname",
-            "CN=127.0.0.1",
-            "-ext",
-            "SAN=ip:127.0.0.1",
-            "-keystore",
-            str(keystore),
-            "-storetype",
-            "JKS",
-            "-storepass",
-            PASSWORD,
-            "-keypass",
-            PASSWORD,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            "keytool",
-            "-exportcert",
-            "-rfc",
-            "-alias",
-            "zk",
-            "-keystore",
-            str(keystore),
-            "-storepass",
-            PASSWORD,
-            "-file",
-            str(ca),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    truststore = tmp_path / "trust.jks"
-    subprocess.run(
-        [
-            "keytool",
-            "-importcert",
-            "-noprompt",
-            "-alias",
-            "ca",
-            "-file",
-            str(ca),
-            "-keystore",
-            str(truststore),
-            "-storetype",
-            "JKS",
-            "-storepass",
-            PASSWORD,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    tls = {"keystore": str(keystore), "truststore": str(truststore), "password": PASSWORD}
-    secure = Ensemble(tmp_path / "zk", _required("ZKREGISTRY_ZOOKEEPER"), size=1, tls=tls)
-    secure.start()
-    yield secure, str(ca)
-    secure.stop()
 
 
 def test_tls_and_digest_acls(kube_api, namespace, cluster, tls_ensemble, tmp_path):
