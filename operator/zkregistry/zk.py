@@ -40,22 +40,43 @@ def service_acl(settings: Settings, principals: tuple[str, ...] = ()) -> list[AC
     return [*own, *extra]
 
 
+def security_options(
+    digest: str = "",
+    tls: bool = False,
+    insecure: bool = False,
+    ca_file: str = "",
+    cert_file: str = "",
+    key_file: str = "",
+) -> dict:
+    """KazooClient options for digest authentication and TLS. TLS verifies the server's
+    certificate (against `ca_file`, else the system's CAs) and that it names the host dialled,
+    unless `insecure`, the explicit opt-out."""
+    return {
+        "auth_data": [("digest", digest)] if digest else None,
+        "use_ssl": tls,
+        "ca": ca_file or None,
+        "certfile": cert_file or None,
+        "keyfile": key_file or None,
+        "verify_certs": not insecure,
+        "check_hostname": tls and not insecure,
+    }
+
+
 def client(settings: Settings) -> KazooClient:
     """A client that is not started; it retries connecting forever."""
     return KazooClient(
         hosts=settings.connection_string,
         timeout=settings.session_timeout,
-        auth_data=[("digest", settings.zk_digest)] if settings.zk_digest else None,
-        use_ssl=settings.zk_tls,
-        ca=settings.zk_ca_file or None,
-        certfile=settings.zk_cert_file or None,
-        keyfile=settings.zk_key_file or None,
-        # Verified unless explicitly not: the CA file if given, else the system's CAs, and the
-        # server's certificate must name the host we dial.
-        verify_certs=not settings.zk_tls_insecure,
-        check_hostname=settings.zk_tls and not settings.zk_tls_insecure,
         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
         command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
+        **security_options(
+            settings.zk_digest,
+            settings.zk_tls,
+            settings.zk_tls_insecure,
+            settings.zk_ca_file,
+            settings.zk_cert_file,
+            settings.zk_key_file,
+        ),
     )
 
 

@@ -18,7 +18,7 @@ from kazoo.security import make_digest_acl_credential
 
 from conftest import eventually
 from kit import apply_registry, create_deployment, delete_registry, events_for, get_registry, in_sync, registry_exists
-from zkregistry import api, zk
+from zkregistry import api, cli, zk
 from zkregistry.config import Settings
 from zkregistry.devenv.replicas import Replicas
 
@@ -140,8 +140,10 @@ def test_other_namespaces_cannot_take_nest_in_or_reclaim_a_path(
         data = {json.loads(zk.get(f"/zkregistry/{a}/claims/{c}")[0])["path"]: c for c in claims}
         claim = json.loads(zk.get(f"/zkregistry/{a}/claims/{data[path]}")[0])
         assert claim["namespace"] == a
-        assert all(
-            (m.get("namespace") == a) for m in get_registry(kube_api, a, "web")["status"]["members"]
+        eventually(
+            lambda: (get_registry(kube_api, a, "web").get("status") or {}).get("pathOwner") == f"{a}/web",
+            30,
+            "the re-created registry to own the path in status",
         )
     finally:
         replicas.stop_all()
@@ -160,7 +162,9 @@ def test_a_policy_admits_a_prefix(kube_api, zk, ensemble, cluster, namespace, tm
 
         policy(kube_api, name, namespaces=[namespace], pathPrefixes=[prefix])
         in_sync(kube_api, zk, namespace, f"{prefix}/early", app="early", count=1)
-        assert condition(kube_api, namespace, "early", "Admitted")["status"] == "True"
+        eventually(
+            lambda: condition(kube_api, namespace, "early", "Admitted").get("status") == "True", 30, "Admitted=True"
+        )
         eventually(
             lambda: (kubernetes.client.CustomObjectsApi(kube_api).get_cluster_custom_object(
                 api.GROUP, api.VERSION, api.POLICY_PLURAL, name).get("status") or {}).get("admitted")
@@ -273,7 +277,7 @@ def test_two_installations_on_one_ensemble_keep_apart(
         two.stop_all()
 
 
-def test_tls_verifies_the_server_certificate_and_host_name(tls_ensemble):
+def test_tls_verifies_the_server_certificate_and_host_name(tls_ensemble, capsys):
     secure, ca = tls_ensemble
     port = secure.secure_connection_string.rsplit(":", 1)[1]
 
@@ -292,4 +296,14 @@ def test_tls_verifies_the_server_certificate_and_host_name(tls_ensemble):
     assert not connects(f"localhost:{port}", zk_ca_file=ca)  # the CA, but another name
     assert not connects(f"127.0.0.1:{port}")  # the system's CAs do not know this one
     assert connects(f"localhost:{port}", zk_tls_insecure=True)  # the explicit opt-out
+
+    # `zkregistry discover` takes the same flags, and verifies the same way.
+    def discover(hosts: str, *flags: str) -> str:
+        code = cli.main(["discover", "web", "--zk-hosts", hosts, "--connect-timeout", "4", "--zk-tls", *flags])
+        assert code == 1
+        return capsys.readouterr().err
+
+    assert "cannot reach ZooKeeper" in discover(f"localhost:{port}", "--zk-ca-file", ca)
+    assert "cannot reach ZooKeeper" not in discover(f"127.0.0.1:{port}", "--zk-ca-file", ca)  # reached: no service
+    assert "cannot reach ZooKeeper" not in discover(f"localhost:{port}", "--zk-tls-insecure")
 
