@@ -47,12 +47,12 @@ def load_config() -> None:
         kubernetes.config.load_kube_config()
 
 
-def default_owner_id() -> str:
+def default_owner_id(core: kubernetes.client.CoreV1Api | None = None) -> str:
     """An owner id unique to this cluster and installation: the namespace the operator runs in
     (POD_NAMESPACE, else "zkregistry"), cut to 26 characters, and the uid of the kube-system
     namespace, which the cluster gives once and never changes. Two installations on one ensemble
     therefore never share an election or each other's registrations. Raises on API errors."""
-    uid = kubernetes.client.CoreV1Api().read_namespace("kube-system").metadata.uid
+    uid = (core or kubernetes.client.CoreV1Api()).read_namespace("kube-system").metadata.uid
     namespace = (os.environ.get("POD_NAMESPACE") or "zkregistry")[:26].rstrip(".-_") or "zkregistry"
     return f"{namespace}-{uid}"
 

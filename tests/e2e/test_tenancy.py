@@ -307,3 +307,24 @@ def test_tls_verifies_the_server_certificate_and_host_name(tls_ensemble, capsys)
     assert "cannot reach ZooKeeper" not in discover(f"127.0.0.1:{port}", "--zk-ca-file", ca)  # reached: no service
     assert "cannot reach ZooKeeper" not in discover(f"localhost:{port}", "--zk-tls-insecure")
 
+
+
+def test_the_default_owner_id_is_the_clusters(kube_api, zk, ensemble, cluster, namespace, tmp_path):
+    uid = kubernetes.client.CoreV1Api(kube_api).read_namespace("kube-system").metadata.uid
+    owner = f"zkregistry-{uid}"  # POD_NAMESPACE is not set outside a pod
+    replicas = group(ensemble, cluster, tmp_path, "", [namespace], [f"/{namespace}"])
+    try:
+        replicas.start(1)
+        apply_registry(kube_api, namespace, "web")
+        create_deployment(kube_api, namespace, "web", replicas=1, registry="web")
+        eventually(
+            lambda: [
+                n for n in zk.get_children(f"/{namespace}/web")
+                if json.loads(zk.get(f"/{namespace}/web/{n}")[0])["payload"]["owner"] == owner
+            ] if zk.exists(f"/{namespace}/web") else None,
+            60,
+            "a registration carrying the cluster's owner id",
+        )
+        assert zk.get_children(f"/zkregistry/{owner}/election")
+    finally:
+        replicas.stop_all()

@@ -119,3 +119,42 @@ def test_policy_from_body():
                  "pathPrefixes": ["/pay/"], "allowExternalMembers": True, "externalPrincipals": ["digest:u:h"]},
     })
     assert p.path_prefixes == ("/pay",) and p.selects("z", {"t": "x"}) and p.external_principals == ("digest:u:h",)
+
+
+def test_service_acl_denies_create_by_default_and_grants_principals():
+    from kazoo.security import Permissions
+
+    from zkregistry import zk
+    from zkregistry.config import Settings
+
+    assert zk.service_acl(Settings()) is None  # no identity of ours: nothing to restrict to
+    settings = Settings(zk_digest="op:pw")
+    closed = zk.service_acl(settings)
+    assert [(a.id.scheme, a.perms) for a in closed] == [("digest", Permissions.ALL), ("world", Permissions.READ)]
+    shared = zk.service_acl(settings, ("digest:vm:abc",))
+    assert shared[-1].id.scheme == "digest" and shared[-1].id.id == "vm:abc" and shared[-1].perms == Permissions.CREATE
+
+
+def test_tls_verifies_unless_told_not_to():
+    from zkregistry import zk
+
+    strict = zk.security_options(tls=True)
+    assert strict["verify_certs"] and strict["check_hostname"] and strict["ca"] is None
+    loose = zk.security_options(tls=True, insecure=True)
+    assert not loose["verify_certs"] and not loose["check_hostname"]
+
+
+def test_status_says_why_and_who_owns_the_path():
+    from zkregistry import status
+    from zkregistry.admission import Decision
+
+    r = registry("b", "web")
+    no = Decision(r.key, r.service_path, False, PATH_CONFLICT, "held by a/web", ("a", "web"))
+    s = status.compute(status.Observation(r, {}, 0, "o", "leader", admission=no), "2026-01-01T00:00:00Z")
+    kinds = {c["type"]: c for c in s["conditions"]}
+    assert kinds["Admitted"]["status"] == "False" and kinds["Admitted"]["reason"] == PATH_CONFLICT
+    assert kinds["Ready"]["reason"] == PATH_CONFLICT and kinds["PathConflict"]["status"] == "True"
+    assert s["pathOwner"] == "a/web"
+    yes = Decision(r.key, r.service_path, True, "Admitted", "granted")
+    s = status.compute(status.Observation(r, {}, 0, "o", "leader", admission=yes), "2026-01-01T00:00:00Z")
+    assert {c["type"]: c["status"] for c in s["conditions"]}["Admitted"] == "True" and s["pathOwner"] == "b/web"
