@@ -28,8 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from zkregistry.model import Key, Registry
+
+T = TypeVar("T")
 
 ADMITTED = "Admitted"
 PATH_NOT_ALLOWED = "PathNotAllowed"
@@ -209,6 +212,13 @@ def decide(
         granted.append((registry, tuple(names), external, tuple(principals)))
 
     taken: dict[str, Registry] = {}  # path -> the registry admitted for it
+    # The proper ancestors of every claimed and every taken path, each with one such path below
+    # it: with them, whether a path nests with another costs O(depth), not O(paths).
+    claim_ancestors: dict[str, str] = {}
+    for claimed in sorted(claims, reverse=True):
+        for ancestor in _ancestors(claimed):
+            claim_ancestors[ancestor] = claimed
+    taken_ancestors: dict[str, str] = {}
     for registry, names, external, principals in granted:
         path = registry.service_path
 
@@ -233,7 +243,7 @@ def decide(
                 holder.key,
             )
             continue
-        inner = next((c for p, c in sorted(claims.items()) if nested(path, p)), None)
+        inner = _nested_with(path, claims, claim_ancestors)
         if inner is not None:
             refuse(
                 PATH_CONFLICT,
@@ -242,7 +252,7 @@ def decide(
                 (inner.namespace, inner.name),
             )
             continue
-        other = next((r for p, r in sorted(taken.items()) if nested(path, p)), None)
+        other = _nested_with(path, taken, taken_ancestors)
         if other is not None:
             refuse(
                 PATH_CONFLICT,
@@ -268,6 +278,8 @@ def decide(
                 )
                 continue
         taken[path] = registry
+        for ancestor in _ancestors(path):
+            taken_ancestors.setdefault(ancestor, path)
         out[registry.key] = Decision(
             registry.key,
             path,
@@ -280,6 +292,26 @@ def decide(
             principals if external else (),
         )
     return out
+
+
+def _ancestors(path: str) -> list[str]:
+    """The proper ancestors of `path`, nearest first, without "/" ("/a/b/c" -> "/a/b", "/a")."""
+    out, cut = [], path.rfind("/")
+    while cut > 0:
+        path = path[:cut]
+        out.append(path)
+        cut = path.rfind("/")
+    return out
+
+
+def _nested_with(path: str, paths: Mapping[str, T], below: Mapping[str, str]) -> T | None:
+    """The value of a key of `paths` that lies above or below `path` (not `path` itself), if any;
+    `below` maps each proper ancestor of a key to a key under it. O(depth of `path`)."""
+    for ancestor in _ancestors(path):
+        if ancestor in paths:
+            return paths[ancestor]
+    under_path = below.get(path)
+    return paths[under_path] if under_path is not None else None
 
 
 def owners(decisions: Mapping[Key, Decision]) -> dict[str, Key]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from zkregistry.admission import (
     FOREIGN_MEMBERS,
     PATH_CONFLICT,
@@ -158,3 +161,43 @@ def test_status_says_why_and_who_owns_the_path():
     yes = Decision(r.key, r.service_path, True, "Admitted", "granted")
     s = status.compute(status.Observation(r, {}, 0, "o", "leader", admission=yes), "2026-01-01T00:00:00Z")
     assert {c["type"]: c["status"] for c in s["conditions"]}["Admitted"] == "True" and s["pathOwner"] == "b/web"
+
+
+_SEGMENTS = ["a", "b", "c"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["n1", "n2", "n3"]),
+            st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=3),
+            st.integers(0, 9),
+            st.booleans(),
+        ),
+        max_size=8,
+    ),
+    st.dictionaries(
+        st.lists(st.sampled_from(_SEGMENTS), min_size=2, max_size=4).map(lambda p: "/services/" + "/".join(p)),
+        st.sampled_from(["n1", "n2", "n3"]),
+        max_size=3,
+    ),
+)
+def test_admitted_paths_never_nest_nor_cross_namespaces(specs, claimed):
+    registries = []
+    for i, (namespace, parts, age, deleting) in enumerate(specs):
+        base = "/services" + "".join(f"/{p}" for p in parts[:-1])
+        registries.append(
+            registry(namespace, f"r{i}", base=base, service=parts[-1], created=f"2026-01-0{age}T00:00:00Z",
+                     deleting=deleting)
+        )
+    claims = {p: Claim(p, ns, "x") for p, ns in claimed.items()}
+    decisions = decide(registries, [], claims)
+    admitted = [d for d in decisions.values() if d.admitted]
+    paths = [d.path for d in admitted]
+    assert len(paths) == len(set(paths))  # one registry per path
+    for d in admitted:
+        assert not any(nested(d.path, other) for other in paths)
+        assert not any(nested(d.path, c) for c in claims)  # never inside or above a claim
+        claim = claims.get(d.path)
+        assert claim is None or claim.namespace == d.registry[0]
