@@ -112,6 +112,7 @@ class Bench:
                 owner=OWNER,
                 session_timeout=SESSION_TIMEOUT,
                 extra_args=["--handover-timeout", str(HANDOVER_TIMEOUT)],
+                path_prefixes=["/"],  # each workload registers under /<its namespace>
             )
         started = self.replicas.start(count)
         say(f"operator replicas ready: {', '.join(f'{r.name} (pid {r.pid})' for r in started)}")

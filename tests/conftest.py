@@ -8,6 +8,7 @@ session checks that none of their processes, nor any operator replica, is left b
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,7 +58,10 @@ def cluster(tmp_path_factory) -> Iterator:
     kube = Cluster(tmp_path_factory.mktemp("cluster"), _required("ZKREGISTRY_BIN"))
     kube.start(nodes=3)
     kube.kubectl("apply", "-f", str(CRDS))
-    kube.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/serviceregistries.zkregistry.io")
+    kube.kubectl(
+        "wait", "--for", "condition=established", "--timeout=60s",
+        "crd/serviceregistries.zkregistry.io", "crd/registrypolicies.zkregistry.io",
+    )
     pids = [kube.pid(c) for c in COMPONENTS]
     yield kube
     if kube.pid("kube-apiserver"):
@@ -107,6 +111,7 @@ def replicas(ensemble, cluster, namespace, tmp_path) -> Iterator:
         ensemble.connection_string, cluster.kubeconfig, tmp_path / "replicas",
         owner=namespace, namespaces=[namespace], session_timeout=2.0,
         extra_args=["--resync-seconds", "5", "--handover-timeout", "15"],
+        path_prefixes=[f"/{namespace}"],  # kit.apply_registry's default basePath
     )
     yield group
     group.stop_all()
@@ -151,3 +156,85 @@ def service_account_kubeconfig(cluster, tmp_path_factory) -> Path:
     }))
     path.chmod(0o600)
     return path
+
+
+PASSWORD = "keystore-secret"
+
+
+@pytest.fixture
+def tls_ensemble(tmp_path) -> Iterator[tuple]:
+    """A one-server ensemble with a TLS client port; yields it and the CA file (PEM). The server's
+    certificate is self-signed and names 127.0.0.1 only."""
+    from zkregistry.devenv.ensemble import Ensemble
+
+    keystore, ca = tmp_path / "server.jks", tmp_path / "ca.pem"
+    subprocess.run(
+        [
+            "keytool",
+            "-genkeypair",
+            "-alias",
+            "zk",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-validity",
+            "2",
+            "-dname",
+            "CN=127.0.0.1",
+            "-ext",
+            "SAN=ip:127.0.0.1",
+            "-keystore",
+            str(keystore),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            PASSWORD,
+            "-keypass",
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "keytool",
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "zk",
+            "-keystore",
+            str(keystore),
+            "-storepass",
+            PASSWORD,
+            "-file",
+            str(ca),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    truststore = tmp_path / "trust.jks"
+    subprocess.run(
+        [
+            "keytool",
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ca",
+            "-file",
+            str(ca),
+            "-keystore",
+            str(truststore),
+            "-storetype",
+            "JKS",
+            "-storepass",
+            PASSWORD,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls = {"keystore": str(keystore), "truststore": str(truststore), "password": PASSWORD}
+    secure = Ensemble(tmp_path / "zk", _required("ZKREGISTRY_ZOOKEEPER"), size=1, tls=tls)
+    secure.start()
+    yield secure, str(ca)
+    secure.stop()

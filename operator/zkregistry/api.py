@@ -4,6 +4,8 @@ GROUP = "zkregistry.io"
 VERSION = "v1alpha1"
 KIND = "ServiceRegistry"
 PLURAL = "serviceregistries"
+POLICY_KIND = "RegistryPolicy"
+POLICY_PLURAL = "registrypolicies"
 
 #: Deployment annotation that opts its pods in: the name of a ServiceRegistry in its namespace.
 REGISTRY_ANNOTATION = "zkregistry.io/registry"

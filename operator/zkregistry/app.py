@@ -10,6 +10,7 @@ watching a service never see a member disappear.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import kopf
 from kazoo.protocol.states import KazooState
 
 from zkregistry import handlers, kube, logs, metrics, zk
+from zkregistry.claims import Claims
 from zkregistry.config import Settings
 from zkregistry.controller import Controller
 from zkregistry.election import Election
@@ -70,10 +72,14 @@ class Operator:
             self.election,
             owner=settings.owner_id,
             paused=self.paused,
-            parent_acl=zk.parent_acl(settings),
+            parent_acl=zk.ancestor_acl(settings),
             resync_seconds=settings.resync_seconds,
             on_reconciled=lambda keys: self.reporter.changed(keys),
             timeout=timeout,
+            claims=Claims(self.client, settings.root_path, acl=acl, timeout=timeout),
+            service_acl=lambda principals: zk.service_acl(settings, principals),
+            default_prefixes=settings.path_prefixes,
+            release_after=settings.claim_release_seconds,
         )
         self.kube = kube.Kube()
         self.reporter = Reporter(
@@ -86,6 +92,7 @@ class Operator:
             self.paused,
             timeout=timeout,
             heartbeat=settings.resync_seconds,
+            decisions=lambda: self.controller.decisions,
         )
         self._threads: list[threading.Thread] = []
 
@@ -205,6 +212,13 @@ class Operator:
 def run(settings: Settings) -> NoReturn:
     logs.configure(settings.log_format, settings.log_level)
     kube.load_config()
+    if not settings.owner_id:
+        try:
+            settings = dataclasses.replace(settings, owner_id=kube.default_owner_id())
+        except Exception as error:  # no way to tell this cluster from another: refuse to guess
+            log.error("cannot derive the owner id from the kube-system namespace (%s); set --owner-id", error)
+            logging.shutdown()
+            os._exit(2)
     operator = Operator(settings)
     stopping = threading.Event()
 

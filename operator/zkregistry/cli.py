@@ -45,6 +45,24 @@ def main(argv: list[str] | None = None) -> int:
         default="table",
         help="table (default) or json (one JSON document per line)",
     )
+    discover.add_argument("--zk-digest", default=None, help="digest credentials user:password [ZKREGISTRY_ZK_DIGEST]")
+    discover.add_argument(
+        "--zk-tls",
+        action="store_true",
+        default=None,
+        help="TLS, verifying the server's certificate and host name [ZKREGISTRY_ZK_TLS]",
+    )
+    discover.add_argument(
+        "--zk-tls-insecure",
+        action="store_true",
+        default=None,
+        help="with --zk-tls: do not verify the server [ZKREGISTRY_ZK_TLS_INSECURE]",
+    )
+    discover.add_argument(
+        "--zk-ca-file", default=None, help="CA bundle (default: the system's) [ZKREGISTRY_ZK_CA_FILE]"
+    )
+    discover.add_argument("--zk-cert-file", default=None, help="client certificate [ZKREGISTRY_ZK_CERT_FILE]")
+    discover.add_argument("--zk-key-file", default=None, help="client key [ZKREGISTRY_ZK_KEY_FILE]")
     discover.add_argument(
         "--connect-timeout", type=float, default=5.0, help="seconds to wait for ZooKeeper before giving up (default 5)"
     )
@@ -105,8 +123,9 @@ def _discover(args: argparse.Namespace) -> int:
     try:
         validate_service_name(args.service)
         validate_base_path(args.base_path)
+        security = _security(args)
         try:
-            discovery = ServiceDiscovery(hosts, args.base_path, connect_timeout=args.connect_timeout)
+            discovery = ServiceDiscovery(hosts, args.base_path, connect_timeout=args.connect_timeout, **security)
         except ValueError as error:
             raise ValueError(f"--zk-hosts {hosts!r}: {error}") from None
     except ValueError as error:
@@ -126,6 +145,33 @@ def _discover(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _security(args: argparse.Namespace) -> dict:
+    """The KazooClient options of `discover`'s TLS and auth flags, each falling back to the
+    operator's environment variable of the same name. Raises ValueError on a bad combination."""
+
+    def value(name: str) -> str:
+        given = getattr(args, name)
+        if given is None:
+            given = os.environ.get(config.env_name(name.replace("_", "-")), "")
+        return given if isinstance(given, str) else ("true" if given else "")
+
+    def flag(name: str) -> bool:
+        return value(name).lower() in ("1", "true", "yes", "on")
+
+    from zkregistry import zk
+
+    digest, tls, insecure = value("zk_digest"), flag("zk_tls"), flag("zk_tls_insecure")
+    if digest and ":" not in digest:
+        raise ValueError("--zk-digest: expected user:password")
+    if insecure and not tls:
+        raise ValueError("--zk-tls-insecure: only with --zk-tls")
+    files = {name: value(name) for name in ("zk_ca_file", "zk_cert_file", "zk_key_file")}
+    for name, path in files.items():
+        if path and not os.path.isfile(path):
+            raise ValueError(f"--{name.replace('_', '-')}: {path} does not exist")
+    return zk.security_options(digest, tls, insecure, files["zk_ca_file"], files["zk_cert_file"], files["zk_key_file"])
 
 
 def _print_instances(args: argparse.Namespace, path: str, instances: Sequence, watching: bool = False) -> None:

@@ -23,12 +23,13 @@ class Settings:
     zk_hosts: str = "127.0.0.1:2181"
     zk_chroot: str = ""
     session_timeout: float = 10.0
-    owner_id: str = "default"
+    owner_id: str = ""  # empty: derived at start from the cluster (kube.default_owner_id)
     root: str = ""  # default /zkregistry/<owner id>
     identity: str = field(default_factory=lambda: os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}")
     zk_digest: str = ""  # user:password
     zk_reader: str = "world:anyone"  # who may read the registrations
     zk_tls: bool = False
+    zk_tls_insecure: bool = False  # TLS without verifying the server's certificate and name
     zk_ca_file: str = ""
     zk_cert_file: str = ""
     zk_key_file: str = ""
@@ -38,10 +39,17 @@ class Settings:
     resync_seconds: float = 30.0
     handover_timeout: float = 30.0
     http_port: int = 8080  # metrics and health; 0 turns it off
+    path_prefixes: tuple[str, ...] = ("/services",)  # where every namespace may register
+    claim_release_seconds: float = 600.0  # a claim nobody of its namespace wants is released after this
+
+    @property
+    def root_path(self) -> str:
+        """The operator's own znodes: the election and the claims."""
+        return self.root or f"/zkregistry/{self.owner_id}"
 
     @property
     def election_path(self) -> str:
-        return f"{self.root or f'/zkregistry/{self.owner_id}'}/election"
+        return f"{self.root_path}/election"
 
     @property
     def connection_string(self) -> str:
@@ -61,13 +69,15 @@ OPTIONS: list[tuple[str, type, str]] = [
     (
         "owner-id",
         str,
-        "this deployment of zkregistry's owner id, written into every registration (default: the namespace it runs in)",
+        "this installation's owner id, written into every registration (default: "
+        "<namespace>-<kube-system namespace uid>, unique to the cluster and the installation)",
     ),
     ("root", str, "ZooKeeper path of the operator's own znodes (default /zkregistry/<owner id>)"),
     ("identity", str, "this replica's name in the election (default: POD_NAME or host-pid)"),
     ("zk-digest", str, "digest credentials user:password; znodes are then writable by them only"),
     ("zk-reader", str, "ACL identity that may read registrations, scheme:id (default world:anyone)"),
-    ("zk-tls", bool, "connect to ZooKeeper's secure client port with TLS"),
+    ("zk-tls", bool, "connect to ZooKeeper's secure client port with TLS, verifying its certificate and host name"),
+    ("zk-tls-insecure", bool, "with --zk-tls: do not verify the server's certificate nor its host name"),
     ("zk-ca-file", str, "CA bundle that signed the ZooKeeper servers' certificates"),
     ("zk-cert-file", str, "client certificate for TLS"),
     ("zk-key-file", str, "client key for TLS"),
@@ -77,6 +87,17 @@ OPTIONS: list[tuple[str, type, str]] = [
     ("resync-seconds", float, "period of the full resync that repairs out-of-band changes"),
     ("handover-timeout", float, "on SIGTERM, how long a leader waits for its successor"),
     ("http-port", int, "port of /metrics, /healthz and /readyz (0: off)"),
+    (
+        "path-prefixes",
+        str,
+        "comma-separated ZooKeeper paths under which every namespace may register without a "
+        "RegistryPolicy (default /services; empty: none)",
+    ),
+    (
+        "claim-release-seconds",
+        float,
+        "how long a path stays claimed by a namespace that no longer has a registry for it (default 600)",
+    ),
 ]
 
 
@@ -100,20 +121,18 @@ def from_arguments(args: argparse.Namespace, environ: dict[str, str] | None = No
         raw = getattr(args, flag.replace("-", "_"), None)
         if raw is None:
             raw = environ.get(env_name(flag))
-        if raw is None or raw == "":
+        if raw is None or (raw == "" and flag != "path-prefixes"):
             continue
         name = flag.replace("-", "_")
         try:
             if kind is bool:
                 values[name] = raw if isinstance(raw, bool) else _boolean(str(raw))
-            elif name == "namespaces":
+            elif name in ("namespaces", "path_prefixes"):
                 values[name] = tuple(n.strip() for n in str(raw).split(",") if n.strip())
             else:
                 values[name] = kind(raw)
         except ValueError:
             raise ConfigError(f"--{flag} ({env_name(flag)}): {raw!r} is not a valid {kind.__name__}") from None
-    if "owner_id" not in values and environ.get("POD_NAMESPACE"):
-        values["owner_id"] = environ["POD_NAMESPACE"]
     settings = Settings(**values)  # type: ignore[arg-type]
     validate(settings)
     return settings
@@ -149,11 +168,17 @@ def validate(s: Settings) -> None:
         ("--resync-seconds", s.resync_seconds, 1, 86400, " seconds"),
         ("--handover-timeout", s.handover_timeout, 0, 3600, " seconds"),
         ("--http-port", s.http_port, 0, 65535, ""),
+        ("--claim-release-seconds", s.claim_release_seconds, 0, 31_536_000, " seconds"),
     ):
         if not low <= value <= high:
             raise ConfigError(f"{flag}: {value:g} is outside {low}..{high}{unit}")
-    if not _NAME.match(s.owner_id):
+    if s.owner_id and not _NAME.match(s.owner_id):
         raise ConfigError(f"--owner-id: {s.owner_id!r} must be 1-63 letters, digits, '.', '_' or '-'")
+    for prefix in s.path_prefixes:
+        if prefix != "/" and (not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix):
+            raise ConfigError(f"--path-prefixes: {prefix!r} must be an absolute ZooKeeper path without a trailing /")
+    if s.zk_tls_insecure and not s.zk_tls:
+        raise ConfigError("--zk-tls-insecure: only with --zk-tls")
     if s.zk_digest and ":" not in s.zk_digest:
         raise ConfigError("--zk-digest: expected user:password")
     if ":" not in s.zk_reader:

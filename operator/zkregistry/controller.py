@@ -22,7 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from zkregistry import formats, metrics, zk
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
+
+from zkregistry import admission, formats, metrics, zk
+from zkregistry.admission import Claim, Decision, PathState
+from zkregistry.claims import Claims
 from zkregistry.election import Election
 from zkregistry.formats import Codec
 from zkregistry.inventory import Inventory
@@ -56,7 +60,15 @@ class Controller:
         resync_seconds: float = 30.0,
         on_reconciled: Callable[[Iterable[Key]], None] = lambda keys: None,
         timeout: float = 10.0,
+        claims: Claims | None = None,
+        service_acl: Callable[[tuple[str, ...]], list | None] = lambda principals: None,
+        default_prefixes: tuple[str, ...] = ("/services",),
+        release_after: float = 600.0,
     ) -> None:
+        """`parent_acl` is the ACL of the ancestors of service paths that we create;
+        `service_acl(principals)` that of a service path whose external `principals` may add
+        members. `claims` records which namespace owns which path (admission.py); a claim nobody
+        of its namespace wants is released after `release_after` seconds."""
         self.client = client
         self.inventory = inventory
         self.membership = membership
@@ -84,6 +96,15 @@ class Controller:
         self._ensured: set[tuple[int, str]] = set()  # (session, path) whose parents exist
         self._term = 0  # the election's term this controller last took over in
         self._poked = False  # a wake-up that came while a turn was running
+        self.claims = claims if claims is not None else Claims(client, "/zkregistry/default", timeout=timeout)
+        self.service_acl = service_acl
+        self.default_prefixes = default_prefixes
+        self.release_after = release_after
+        #: The latest admission decision of each registry (leader only); the reporter reads it.
+        self.decisions: dict[Key, Decision] = {}
+        self._owners: dict[str, Key] = {}  # path -> the admitted registry that writes it
+        self._admitted_version = -1  # the inventory's admission_version of `decisions`
+        self._admission_term = -1  # the election term whose claims were read
 
     # -- wake-ups (any thread, never blocking) -----------------------------------------------
 
@@ -183,6 +204,15 @@ class Controller:
         if leading and self.election.term != self._term:
             everything = True  # takeover: plan every path, from the warm mirror
             self._term = self.election.term
+        if leading:
+            try:
+                whole |= self.admit(force=everything)
+            except zk.ERRORS as error:  # the claims could not be read or written: plan nothing now
+                log.warning("admission failed: %s; retrying", type(error).__name__)
+                self._admission_term = -1
+                with self._wake:
+                    self._everything = True
+                leading = False
         if everything:
             metrics.RESYNCS.inc()
             whole |= self._all_paths()
@@ -201,6 +231,117 @@ class Controller:
                 self._failures.pop(path, None)  # read afresh: worth trying at once again
         if leading:
             self._reconcile(whole, pods)
+
+    def admit(self, force: bool = False) -> set[str]:
+        """Decides which registry writes which path (admission.decide), recording new claims and
+        releasing unwanted ones in ZooKeeper; returns the paths whose writer changed. Leader
+        only. Recomputed when registries, policies or namespaces changed, at takeover and at
+        each resync (`force`). Raises zk.ERRORS when the claims cannot be read or written: then
+        nothing may be planned, since a path without a known writer would be emptied."""
+        if self._admission_term != self.election.term:
+            self.claims.load()
+            self._admission_term = self.election.term
+            force = True
+        version = self.inventory.admission_version
+        if not force and version == self._admitted_version:
+            return set()
+        fence = self.election.node
+        if fence is None:
+            return set()
+        registries = self.inventory.registries()
+        if force:
+            wanted = {(r.namespace, r.service_path) for r in registries if not r.deleting}
+            self.claims.release_unwanted(wanted, fence, self.release_after)
+        for _ in range(3):
+            decisions = admission.decide(
+                registries,
+                self.inventory.policies(),
+                self.claims.claims,
+                self.inventory.namespace_labels(),
+                self._path_states(registries),
+                self.default_prefixes,
+            )
+            fresh = [d for d in decisions.values() if d.admitted and d.path not in self.claims.claims]
+            if all(self.claims.claim(Claim(d.path, *d.registry), fence) for d in fresh):
+                break
+        else:
+            raise zk.ERRORS[0]("claims kept changing while being written")
+        self._admitted_version = version
+        owners = admission.owners(decisions)
+        changed = {p for p in owners.keys() | self._owners.keys() if owners.get(p) != self._owners.get(p)}
+        moved = {k for k, d in decisions.items() if self.decisions.get(k) != d}
+        moved |= self.decisions.keys() - decisions.keys()
+        retouched = changed | {d.path for k, d in decisions.items() if self.decisions.get(k) != d}
+        self._ensured = {(session, p) for session, p in self._ensured if p not in retouched}  # ACLs may differ
+        self.decisions, self._owners = decisions, owners
+        for path in changed:
+            self._prepare(path)
+        for path in retouched & owners.keys():  # a policy's principals changed: correct the ACL now
+            decision = decisions[owners[path]]
+            try:
+                self._correct_acl(path, self.service_acl(decision.principals))
+            except NoNodeError:
+                pass  # created with the right ACL at its first registration
+            except zk.LOST:
+                raise
+            except zk.ERRORS as error:
+                log.warning("could not set the ACL of %s: %s", path, type(error).__name__)
+        if moved:
+            self.on_reconciled(moved)
+        return changed
+
+    def _path_states(self, registries: Iterable) -> dict[str, PathState]:
+        """What is under each unclaimed path that a registry asks for, read afresh: a new claim
+        must never be decided on a mirror that has not listed the path yet."""
+        states: dict[str, PathState] = {}
+        for path in {r.service_path for r in registries} - self.claims.claims.keys():
+            self.membership.watch(path)
+            try:
+                self.membership.refresh(path)
+            except zk.LOST:
+                raise
+            except zk.ERRORS as error:  # unreadable (NoAuth): not ours to join
+                log.warning("could not read %s: %s", path, type(error).__name__)
+                states[path] = PathState(external=True)
+                continue
+            nodes = self.membership.snapshot(path).values()
+            ours = [n.member for n in nodes if is_ours(n, self.owner)]
+            states[path] = PathState(
+                frozenset(m.namespace for m in ours if m is not None and m.namespace),
+                any(not is_ours(n, self.owner) for n in nodes),
+            )
+        return states
+
+    def _ensure(self, path: str) -> None:
+        """Creates the service path (and its ancestors) with the ACL its admission asks for, and
+        corrects the ACL of a path that exists with another one (a policy changed, or it was made
+        by an older version). Raises zk.ERRORS."""
+        key = self._owners.get(path)
+        decision = self.decisions.get(key) if key is not None else None
+        acl = self.service_acl(decision.principals if decision is not None else ())
+        parent = path.rsplit("/", 1)[0]
+        if parent:
+            zk.wait(self.client.ensure_path_async(parent, acl=self.parent_acl), self.timeout)
+        try:
+            zk.wait(self.client.create_async(path, acl=acl), self.timeout)
+            return
+        except NodeExistsError:
+            pass
+        self._correct_acl(path, acl)
+
+    def _correct_acl(self, path: str, acl: list | None) -> None:
+        """Sets the ACL of the existing service `path` to `acl` if it differs; raises NoAuthError if
+        it is not ours to change, and zk.ERRORS."""
+        if acl is None:
+            return
+        current, stat = zk.wait(self.client.get_acls_async(path), self.timeout)
+        if sorted(map(repr, current)) != sorted(map(repr, acl)):
+            try:
+                zk.wait(self.client.set_acls_async(path, acl, stat.aversion), self.timeout)
+                log.info("%s: ACL set to %s", path, acl)
+            except NoAuthError:  # someone else controls the path: write nothing under it
+                log.warning("%s exists with an ACL that is not ours to change; not writing under it", path)
+                raise
 
     def _all_paths(self) -> set[str]:
         return {r.service_path for r in self.inventory.registries()} | set(self._paths.values())
@@ -244,7 +385,7 @@ class Controller:
             if (session, path) in self._ensured or not any(isinstance(op, Create | Replace) for op in ops):
                 continue
             try:
-                zk.wait(self.client.ensure_path_async(path, acl=self.parent_acl), self.timeout)
+                self._ensure(path)
                 self._ensured.add((session, path))
             except zk.ERRORS as error:  # this path backs off; the others go on
                 log.warning("could not create the service path %s: %s", path, type(error).__name__)
@@ -303,7 +444,8 @@ class Controller:
             metrics.RECONCILE_ERRORS.inc()
 
     def _codec(self, path: str):
-        registry = self.inventory.owner_of_path(path)
+        key = self._owners.get(path)
+        registry = self.inventory.registry(key) if key is not None else None
         return registry, formats.codec(registry.format) if registry is not None else None
 
     def _plan_path(self, path: str) -> list[Op]:

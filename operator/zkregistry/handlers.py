@@ -16,6 +16,7 @@ from __future__ import annotations
 import kopf
 
 from zkregistry import api
+from zkregistry.admission import Policy
 from zkregistry.inventory import Inventory
 from zkregistry.model import Deployment, Registry, key_of, node_zone, replicaset_owner
 
@@ -54,7 +55,17 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
     async def service_registry(body: kopf.Body, **_: object) -> None:
         inventory.put_registry(Registry.from_body(body))
 
+    @kopf.index(api.GROUP, api.VERSION, api.POLICY_PLURAL, registry=handlers)
+    async def registry_policy(body: kopf.Body, **_: object) -> None:
+        inventory.put_policy(Policy.from_body(body))
+
+    @kopf.index("v1", "namespaces", registry=handlers)
+    async def namespace(body: kopf.Body, **_: object) -> None:
+        inventory.put_namespace(body["metadata"]["name"], dict(body["metadata"].get("labels") or {}))
+
     removals = {
+        ("v1", "namespaces"): lambda key: inventory.put_namespace(key[1], None),
+        (f"{api.GROUP}/{api.VERSION}", api.POLICY_PLURAL): lambda key: inventory.remove_policy(key[1]),
         ("v1", "nodes"): lambda key: inventory.remove_node(key[1]),
         ("apps/v1", "replicasets"): inventory.remove_replicaset,
         ("apps/v1", "deployments"): inventory.remove_deployment,

@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+from zkregistry.admission import Policy
 from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, desired_instances
 
 #: What feeds the inventory: kopf (registries, Deployments, ReplicaSets, nodes) and the pod reflector.
@@ -52,6 +53,10 @@ class Inventory:
         self._pods_by_rs: dict[Key, set[str]] = defaultdict(set)
         self._rs_by_deployment: dict[Key, set[str]] = defaultdict(set)
         self._zones: dict[str, str] = {}  # node -> its topology.kubernetes.io/zone
+        self._policies: dict[str, Policy] = {}  # RegistryPolicies, by name
+        self._namespace_labels: dict[str, dict[str, str]] = {}
+        #: Counts changes that may change admission (registries, policies, namespace labels).
+        self.admission_version = 0
         #: When each serving pod was first seen serving (time.monotonic), for the latency metric.
         self.serving_since: dict[str, float] = {}
 
@@ -73,6 +78,7 @@ class Inventory:
             self._registries[registry.key] = registry
             if old == registry:  # only its status changed (not compared): nothing to plan
                 return
+            self.admission_version += 1
             affected = self._claimants(registry.service_path) | {registry.key}
             if old is not None and old.service_path != registry.service_path:
                 affected |= self._claimants(old.service_path)
@@ -81,7 +87,39 @@ class Inventory:
     def remove_registry(self, key: Key) -> None:
         with self._lock:
             old = self._registries.pop(key, None)
+            self.admission_version += 1
             affected = {key} | (self._claimants(old.service_path) if old else set())
+        self.on_change(affected)
+
+    def put_policy(self, policy: Policy) -> None:
+        """A RegistryPolicy; every registry may be affected by a change of its spec."""
+        with self._lock:
+            if self._policies.get(policy.name) == policy:
+                return
+            self._policies[policy.name] = policy
+            self.admission_version += 1
+            affected = set(self._registries)
+        self.on_change(affected)
+
+    def remove_policy(self, name: str) -> None:
+        with self._lock:
+            if self._policies.pop(name, None) is None:
+                return
+            self.admission_version += 1
+            affected = set(self._registries)
+        self.on_change(affected)
+
+    def put_namespace(self, name: str, labels: dict[str, str] | None) -> None:
+        """A namespace's labels (None: the namespace is gone), for policies' namespace selectors."""
+        with self._lock:
+            if self._namespace_labels.get(name) == labels:
+                return
+            if labels is None:
+                self._namespace_labels.pop(name, None)
+            else:
+                self._namespace_labels[name] = dict(labels)
+            self.admission_version += 1
+            affected = {k for k in self._registries if k[0] == name} if self._policies else set()
         self.on_change(affected)
 
     def put_deployment(self, deployment: Deployment) -> None:
@@ -177,6 +215,18 @@ class Inventory:
     def registries(self) -> list[Registry]:
         with self._lock:
             return list(self._registries.values())
+
+    def policies(self) -> list[Policy]:
+        with self._lock:
+            return list(self._policies.values())
+
+    def policy(self, name: str) -> Policy | None:
+        with self._lock:
+            return self._policies.get(name)
+
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._namespace_labels.items()}
 
     def deployment(self, key: Key) -> Deployment | None:
         with self._lock:

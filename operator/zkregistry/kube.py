@@ -47,6 +47,16 @@ def load_config() -> None:
         kubernetes.config.load_kube_config()
 
 
+def default_owner_id(core: kubernetes.client.CoreV1Api | None = None) -> str:
+    """An owner id unique to this cluster and installation: the namespace the operator runs in
+    (POD_NAMESPACE, else "zkregistry"), cut to 26 characters, and the uid of the kube-system
+    namespace, which the cluster gives once and never changes. Two installations on one ensemble
+    therefore never share an election or each other's registrations. Raises on API errors."""
+    uid = (core or kubernetes.client.CoreV1Api()).read_namespace("kube-system").metadata.uid
+    namespace = (os.environ.get("POD_NAMESPACE") or "zkregistry")[:26].rstrip(".-_") or "zkregistry"
+    return f"{namespace}-{uid}"
+
+
 class Kube:
     def __init__(self, component: str = "zkregistry") -> None:
         client = kubernetes.client.ApiClient()
@@ -58,6 +68,12 @@ class Kube:
     def patch_status(self, registry: Registry, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(
             api.GROUP, api.VERSION, registry.namespace, api.PLURAL, registry.name, {"status": status}
+        )
+
+    def patch_policy_status(self, name: str, status: dict) -> None:
+        """Writes the status of the (cluster-scoped) RegistryPolicy `name`."""
+        self.custom.patch_cluster_custom_object_status(
+            api.GROUP, api.VERSION, api.POLICY_PLURAL, name, {"status": status}
         )
 
     def set_finalizers(self, registry: Registry, finalizers: list[str]) -> None:

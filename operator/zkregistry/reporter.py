@@ -22,13 +22,14 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import urllib3
 from kazoo.client import KazooClient
 from kubernetes.client.rest import ApiException
 
-from zkregistry import api, metrics, status, zk
+from zkregistry import admission, api, metrics, status, zk
+from zkregistry.admission import Decision
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
 from zkregistry.kube import Kube
@@ -54,8 +55,13 @@ class Reporter:
         paused: threading.Event,
         timeout: float = 10.0,
         heartbeat: float = 30.0,
+        decisions: Callable[[], Mapping[Key, Decision]] = dict,
     ) -> None:
+        """`decisions()` returns the controller's latest admission decision of each registry; a
+        registry without one is not reported until it has one."""
         self.client = client
+        self.decisions = decisions
+        self._refused: dict[Key, str] = {}  # registry -> the refusal we last posted an Event for
         self.inventory = inventory
         self.membership = membership
         self.election = election
@@ -163,13 +169,25 @@ class Reporter:
                 failed.add(key)
         try:
             self._warn_orphans()
+            self._report_policies()
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
-            log.warning("warnings not posted: %s", error)
+            log.warning("warnings or policy status not written: %s", error)
         return failed
 
+    def _report_policies(self) -> None:
+        """Each RegistryPolicy's status lists the registries it admits."""
+        decisions = self.decisions()
+        for policy in self.inventory.policies():
+            admitted = admission.admitted_by(decisions, policy.name)
+            new = {"admitted": admitted, "admittedCount": len(admitted), "observedGeneration": policy.generation}
+            if {k: policy.status.get(k) for k in new} != new:
+                self.kube.patch_policy_status(policy.name, new)
+
     def _report_registry(self, registry: Registry) -> None:
-        owner_of_path = self.inventory.owner_of_path(registry.service_path)
-        conflict = owner_of_path if owner_of_path is not None and owner_of_path.key != registry.key else None
+        decision = self.decisions().get(registry.key)
+        if decision is None:  # not decided yet: the controller tells us once it is
+            return
+        conflict = None if decision.admitted else decision
         nodes = self.membership.snapshot(registry.service_path)
         if conflict is None:
             instances, problems = self.inventory.desired(registry)
@@ -184,6 +202,11 @@ class Reporter:
             return
         if api.FINALIZER not in registry.finalizers:
             self.kube.set_finalizers(registry, [*registry.finalizers, api.FINALIZER])
+        if decision.admitted:
+            self._refused.pop(registry.key, None)
+        elif self._refused.get(registry.key) != decision.message:
+            self._refused[registry.key] = decision.message
+            self.kube.event(api.KIND, registry.key, registry.uid, "Warning", decision.reason, decision.message)
 
         observation = status.Observation(
             registry=registry,
@@ -191,8 +214,8 @@ class Reporter:
             ready_pods=len(instances),
             owner=self.owner,
             leader=self.election.identifier,
-            conflict_with=conflict,
             problems=problems,
+            admission=decision,
         )
         previous = registry.status
         new = status.compute(observation, status.now(), previous)

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from zkregistry.admission import PATH_CONFLICT, Decision
 from zkregistry.model import Problem, Registry
 from zkregistry.plan import Node, is_ours
 
@@ -30,6 +31,8 @@ class Observation:
     leader: str
     conflict_with: Registry | None = None
     problems: Sequence[Problem] = ()
+    #: Whether this registry may write its path (admission.py); None: not decided yet.
+    admission: Decision | None = None
 
 
 def members(nodes: Mapping[str, Node], owner: str) -> list[dict]:
@@ -62,8 +65,11 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
     ours = sum(1 for e in everyone if e["source"] == "kubernetes")
     shown = everyone[:MAX_MEMBERS]
 
+    refused = o.admission is not None and not o.admission.admitted
     if o.registry.deleting:
         ready = ("False", "Deleting", "registrations are being removed")
+    elif refused:
+        ready = ("False", o.admission.reason, o.admission.message)
     elif o.conflict_with is not None:
         ready = (
             "False",
@@ -84,8 +90,16 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
             f"{o.registry.service_path} first; this registry registers nothing",
         )
         if o.conflict_with is not None
+        else ("True", "PathClaimed", f"{o.admission.message}; this registry registers nothing")
+        if refused and o.admission.reason == PATH_CONFLICT
         else ("False", "NoConflict", "")
     )
+    if o.admission is None:
+        admitted = ("Unknown", "Pending", "admission not decided yet")
+    elif o.admission.admitted:
+        admitted = ("True", "Admitted", o.admission.message)
+    else:
+        admitted = ("False", o.admission.reason, o.admission.message)
     if len(everyone) > len(shown):
         truncated = ("True", "TooManyMembers", f"members shows {len(shown)} of {len(everyone)}")
     else:
@@ -97,13 +111,20 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
         _condition(kind, value, o.registry.generation, now, previous_conditions.get(kind))
         for kind, value in (
             ("Ready", ready),
+            ("Admitted", admitted),
             ("PathConflict", conflict),
             ("MembersTruncated", truncated),
             (LEADER, leader),
         )
     ]
     conditions[-1]["lastHeartbeatTime"] = now
-    return {
+    owner = None
+    if o.admission is not None:
+        key = o.registry.key if o.admission.admitted else o.admission.owner
+        owner = f"{key[0]}/{key[1]}" if key else None
+    elif o.conflict_with is not None:
+        owner = f"{o.conflict_with.namespace}/{o.conflict_with.name}"
+    out = {
         "servicePath": o.registry.service_path,
         "members": shown,
         "memberCount": len(everyone),
@@ -112,6 +133,9 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
         "observedGeneration": o.registry.generation,
         "conditions": conditions,
     }
+    if owner:
+        out["pathOwner"] = owner  # the registry whose namespace holds the path
+    return out
 
 
 def _condition(kind: str, value: tuple[str, str, str], generation: int, now: str, previous: Mapping | None) -> dict:

@@ -21,11 +21,45 @@ def acl(settings: Settings) -> list[ACL] | None:
     return [make_digest_acl(user, password, all=True), ACL(Permissions.READ, Id(scheme, identity))]
 
 
-def parent_acl(settings: Settings) -> list[ACL] | None:
-    """The service paths that we create: as `acl`, except that anyone may add a member of its
-    own (a service outside Kubernetes registering itself), which it then owns."""
+def ancestor_acl(settings: Settings) -> list[ACL] | None:
+    """The ancestors of service paths that we create (/services): as `acl`, and anyone may create
+    under them, as under any ZooKeeper path nobody restricted: other services live there too."""
     own = acl(settings)
     return None if own is None else [*own, ACL(Permissions.CREATE, Id("world", "anyone"))]
+
+
+def service_acl(settings: Settings, principals: tuple[str, ...] = ()) -> list[ACL] | None:
+    """A service path: deny by default. Only our identity may create, delete or change members
+    under it (`acl`); the external `principals` ("scheme:id", granted by a RegistryPolicy with
+    allowExternalMembers) may also create members of their own. Without `--zk-digest` there is
+    no identity of ours to restrict it to: ZooKeeper's open ACL (None)."""
+    own = acl(settings)
+    if own is None:
+        return None
+    extra = [ACL(Permissions.CREATE, Id(*p.split(":", 1))) for p in principals if ":" in p]
+    return [*own, *extra]
+
+
+def security_options(
+    digest: str = "",
+    tls: bool = False,
+    insecure: bool = False,
+    ca_file: str = "",
+    cert_file: str = "",
+    key_file: str = "",
+) -> dict:
+    """KazooClient options for digest authentication and TLS. TLS verifies the server's
+    certificate (against `ca_file`, else the system's CAs) and that it names the host dialled,
+    unless `insecure`, the explicit opt-out."""
+    return {
+        "auth_data": [("digest", digest)] if digest else None,
+        "use_ssl": tls,
+        "ca": ca_file or None,
+        "certfile": cert_file or None,
+        "keyfile": key_file or None,
+        "verify_certs": not insecure,
+        "check_hostname": tls and not insecure,
+    }
 
 
 def client(settings: Settings) -> KazooClient:
@@ -33,14 +67,16 @@ def client(settings: Settings) -> KazooClient:
     return KazooClient(
         hosts=settings.connection_string,
         timeout=settings.session_timeout,
-        auth_data=[("digest", settings.zk_digest)] if settings.zk_digest else None,
-        use_ssl=settings.zk_tls,
-        ca=settings.zk_ca_file or None,
-        certfile=settings.zk_cert_file or None,
-        keyfile=settings.zk_key_file or None,
-        verify_certs=bool(settings.zk_ca_file),
         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
         command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
+        **security_options(
+            settings.zk_digest,
+            settings.zk_tls,
+            settings.zk_tls_insecure,
+            settings.zk_ca_file,
+            settings.zk_cert_file,
+            settings.zk_key_file,
+        ),
     )
 
 

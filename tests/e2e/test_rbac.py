@@ -15,7 +15,7 @@ import kubernetes
 import pytest
 
 from kit import apply_registry, create_deployment, events_for, get_registry
-from zkregistry.kube import Kube
+from zkregistry.kube import Kube, default_owner_id
 from zkregistry.model import Registry
 
 ACCOUNT = "system:serviceaccount:zkregistry:zkregistry"
@@ -70,7 +70,16 @@ def test_the_token_is_the_service_account(as_operator):
         ("delete", "events", False),
         ("patch", "customresourcedefinitions.apiextensions.k8s.io", False),
         ("list", "configmaps", False),
-        ("list", "namespaces", False),
+        # The administrator's policies: read, and their status written; namespaces read-only.
+        ("watch", "registrypolicies.zkregistry.io", True),
+        ("patch", "registrypolicies.zkregistry.io/status", True),
+        ("create", "registrypolicies.zkregistry.io", False),
+        ("patch", "registrypolicies.zkregistry.io", False),
+        ("delete", "registrypolicies.zkregistry.io", False),
+        ("list", "namespaces", True),
+        ("get", "namespaces", True),
+        ("patch", "namespaces", False),
+        ("delete", "namespaces", False),
     ],
 )
 def test_can_i(as_operator, verb, resource, allowed):
@@ -104,6 +113,24 @@ def test_real_requests(cluster, kube_api, namespace, as_operator, service_accoun
         kube.set_finalizers(Registry.from_body(get_registry(kube_api, namespace, "web")), finalizers)
         assert get_registry(kube_api, namespace, "web")["metadata"].get("finalizers", []) == finalizers
     kube.event("ServiceRegistry", registry.key, registry.uid, "Normal", "RbacTest", "posted with the account's token")
+    # The default owner id, from the kube-system namespace's uid.
+    uid = kubernetes.client.CoreV1Api(kube_api).read_namespace("kube-system").metadata.uid
+    assert default_owner_id(kubernetes.client.CoreV1Api(client)) == f"zkregistry-{uid}"
+    # A policy's status.
+    policies = kubernetes.client.CustomObjectsApi(kube_api)
+    name = f"rbac-{namespace}"
+    policies.create_cluster_custom_object(
+        "zkregistry.io", "v1alpha1", "registrypolicies",
+        {"apiVersion": "zkregistry.io/v1alpha1", "kind": "RegistryPolicy", "metadata": {"name": name},
+         "spec": {"namespaces": [namespace], "pathPrefixes": ["/rbac"]}},
+    )
+    try:
+        kube.patch_policy_status(name, {"admitted": [], "admittedCount": 0})
+        assert policies.get_cluster_custom_object("zkregistry.io", "v1alpha1", "registrypolicies", name)["status"] == {
+            "admitted": [], "admittedCount": 0
+        }
+    finally:
+        policies.delete_cluster_custom_object("zkregistry.io", "v1alpha1", "registrypolicies", name)
     assert events_for(kube_api, namespace, "web", "RbacTest")  # kube.event only logs a failure
 
     # What it must not do: each refused by the authorizer, not failed for another reason.

@@ -57,8 +57,8 @@ def test_ready_pods_are_registered_and_reported(kube_api, zk, namespace, replica
 
     table = cluster.kubectl("get", "serviceregistries", "-n", namespace).stdout
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "SERVICE", "MEMBERS", "READY", "LEADER", "AGE"]
-    assert row.split()[:5] == ["web", path, "3", "3", leader.name]
+    assert header.split() == ["NAME", "SERVICE", "MEMBERS", "READY", "ADMITTED", "LEADER", "AGE"]
+    assert row.split()[:6] == ["web", path, "3", "3", "True", leader.name]
 
 
 def test_readiness_scaling_and_rollout_are_followed(kube_api, zk, namespace, replicas):

@@ -59,6 +59,9 @@ def test_rbac_is_least_privilege():
         ("apps", "deployments"): READ,
         ("zkregistry.io", "serviceregistries"): READ | {"patch"},
         ("zkregistry.io", "serviceregistries/status"): {"patch"},
+        ("zkregistry.io", "registrypolicies"): READ,
+        ("zkregistry.io", "registrypolicies/status"): {"patch"},
+        ("", "namespaces"): READ,
         ("", "events"): {"create", "patch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): READ,
     }

@@ -18,7 +18,12 @@ def parse(argv: list[str], environ: dict[str, str] | None = None) -> config.Sett
 def test_flags_environment_and_defaults():
     s = parse(["--zk-hosts", "a:1,b:2"], {"ZKREGISTRY_SESSION_TIMEOUT": "4", "POD_NAMESPACE": "prod"})
     assert s.zk_hosts == "a:1,b:2" and s.session_timeout == 4.0
+    assert s.owner_id == ""  # derived from the cluster at start (kube.default_owner_id)
+    s = parse(["--owner-id", "prod"], {"POD_NAMESPACE": "other"})
     assert s.owner_id == "prod" and s.election_path == "/zkregistry/prod/election"
+    assert parse([]).path_prefixes == ("/services",)
+    assert parse([], {"ZKREGISTRY_PATH_PREFIXES": ""}).path_prefixes == ()
+    assert parse(["--path-prefixes", "/a, /b/c"]).path_prefixes == ("/a", "/b/c")
     assert parse([], {"ZKREGISTRY_ZK_HOSTS": "z:2181"}).zk_hosts == "z:2181"
     assert parse(["--zk-hosts", "a:1"], {"ZKREGISTRY_ZK_HOSTS": "z:2181"}).zk_hosts == "a:1"
     assert parse([], {"ZKREGISTRY_NAMESPACES": "a, b"}).namespaces == ("a", "b")

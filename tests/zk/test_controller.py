@@ -12,6 +12,7 @@ from kazoo.security import ACL, Id, Permissions, make_digest_acl
 from conftest import eventually
 from zk.conftest import OWNER, new_client
 from zk.test_election import drop_connection
+from zkregistry.claims import Claims
 from zkregistry.controller import Controller
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
@@ -41,6 +42,7 @@ class Setup:
         self.controller = Controller(
             self.client, self.inventory, self.membership, Writer(self.client, self.membership, timeout=4),
             self.election, owner=OWNER, paused=threading.Event(), resync_seconds=resync, timeout=4,
+            claims=Claims(self.client, f"{root}/op", timeout=4), default_prefixes=(root,),
         )
         self.root = root
 
@@ -128,10 +130,11 @@ def test_a_path_whose_parent_refuses_us_backs_off_alone(zk, setup):
 
 def test_a_child_too_deep_to_parse_is_an_external_member_not_a_crash(zk, setup):
     path = setup.registry("web", 2)
-    zk.ensure_path(path)
-    zk.create(f"{path}/evil", b"[" * 5000)  # anyone may create a child under a service path
     setup.start()
-    eventually(lambda: len([n for n in zk.get_children(path) if n != "evil"]) == 2, 10, "2 registrations")
+    eventually(lambda: zk.exists(path) and len(zk.get_children(path)) == 2, 10, "2 registrations")
+    # Once the path is claimed, a child that someone allowed to create there wrote (no digest
+    # identity here, so the ACL is open) is an external member.
+    zk.create(f"{path}/evil", b"[" * 5000)
     setup.controller.resync()  # a refresh reads the child again, on the controller's thread
     eventually(lambda: setup.membership.has(path, "evil"), 10, "the mirror to hold the child")
     assert setup.membership.snapshot(path)["evil"].member is None

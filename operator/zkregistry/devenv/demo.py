@@ -8,11 +8,14 @@ and the ZooKeeper tree of the service. Running it again reuses whatever is still
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import sys
 from pathlib import Path
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
 
 from zkregistry.devenv.environment import Environment
 from zkregistry.devenv.processes import alive, terminate, wait_for
@@ -21,6 +24,7 @@ from zkregistry.devenv.replicas import Replicas
 TOP = Path(__file__).resolve().parents[3]
 SAMPLE = TOP / "deploy" / "examples" / "web.yaml"
 REPLICAS = 3
+CREDENTIALS = "zkregistry-zookeeper"  # the Secret with the operator's ZooKeeper identity
 
 
 def up(environment: Environment) -> None:
@@ -30,13 +34,24 @@ def up(environment: Environment) -> None:
     )
     cluster = environment.cluster
     cluster.kubectl("apply", "-f", str(TOP / "crds"))
-    cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", "crd/serviceregistries.zkregistry.io")
+    cluster.kubectl(
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "crd/serviceregistries.zkregistry.io",
+        "crd/registrypolicies.zkregistry.io",
+    )
 
     state = environment.workdir / "replicas.json"
     running = [p for p in json.loads(state.read_text()) if alive(p)] if state.exists() else []
     if len(running) < REPLICAS:
         replicas = Replicas(
-            environment.ensemble.connection_string, cluster.kubeconfig, environment.workdir / "replicas", owner="demo"
+            environment.ensemble.connection_string,
+            cluster.kubeconfig,
+            environment.workdir / "replicas",
+            owner="demo",
+            env={"ZKREGISTRY_ZK_DIGEST": credentials(cluster)},
         )
         started = replicas.start(REPLICAS - len(running))
         running += [r.pid for r in started]
@@ -49,8 +64,22 @@ def up(environment: Environment) -> None:
     print(cluster.kubectl("get", "serviceregistries").stdout)
     print("$ ZooKeeper tree of /services/web")
     print(tree(environment.ensemble.connection_string, "/services/web"))
+    print(f"an anonymous client creating under /services/web gets: {anonymous_create(environment)}")
     print(environment.describe())
     print("\nStop everything with: make demo-down")
+
+
+def credentials(cluster) -> str:
+    """The operator's ZooKeeper digest identity (user:password), from the Secret
+    default/zkregistry-zookeeper, created with a random password when absent: as the chart does,
+    so that the service paths deny CREATE to everyone else."""
+    read = ["get", "secret", CREDENTIALS, "-n", "default", "-o", "jsonpath={.data.digest}"]
+    found = cluster.kubectl(*read, check=False)
+    if found.returncode != 0 or not found.stdout.strip():
+        digest = f"zkregistry:{secrets.token_urlsafe(24)}"
+        cluster.kubectl("create", "secret", "generic", CREDENTIALS, "-n", "default", f"--from-literal=digest={digest}")
+        return digest
+    return base64.b64decode(found.stdout.strip()).decode()
 
 
 def _members(cluster) -> str:
@@ -73,6 +102,20 @@ def tree(hosts: str, path: str) -> str:
                 f"ephemeralOwner=0x{stat.ephemeralOwner:x}"
             )
         return "\n".join(lines)
+    finally:
+        client.stop()
+        client.close()
+
+
+def anonymous_create(environment: Environment) -> str:
+    """What ZooKeeper answers a client without credentials that tries to add a member."""
+    client = KazooClient(environment.ensemble.connection_string)
+    client.start(timeout=30)
+    try:
+        client.create("/services/web/intruder", b"{}", ephemeral=True)
+        return "created (the service path is open!)"
+    except NoAuthError:
+        return "NoAuth"
     finally:
         client.stop()
         client.close()

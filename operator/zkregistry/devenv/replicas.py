@@ -78,6 +78,8 @@ class Replicas:
     session_timeout: float = 10.0
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    #: --path-prefixes: where every namespace may register without a RegistryPolicy (None: the default)
+    path_prefixes: list[str] | None = None
     members: list[Replica] = field(default_factory=list)
 
     def start(self, count: int = 1, zk_hosts: str | None = None) -> list[Replica]:
@@ -118,6 +120,7 @@ class Replicas:
             "--http-port",
             str(port),
             *(["--namespaces", ",".join(self.namespaces)] if self.namespaces else []),
+            *(["--path-prefixes", ",".join(self.path_prefixes)] if self.path_prefixes is not None else []),
             *self.extra_args,
         ]
         process = spawn(command, log, env=env)
