@@ -108,9 +108,9 @@ def test_a_stale_refusal_is_not_a_lost_fence(zk, replica_factory):
     a = replica_factory("a")
     a.lead()
     a.sync(wanted(1, "web"))
-    zk.delete(f"{a.path}/uid-0")  # behind the mirror's back, so a Delete of it must fail
-    outcome = a.writer.apply({a.path: calculate({}, a.membership.snapshot(a.path), OWNER, a.session()).ops},
-                             a.election.node)[a.path]
+    stale = calculate({}, a.membership.snapshot(a.path), OWNER, a.session()).ops  # deletes uid-0
+    zk.delete(f"{a.path}/uid-0")  # behind the plan's back, so its Delete must fail
+    outcome = a.writer.apply({a.path: stale}, a.election.node)[a.path]
     assert outcome.failed == 1 and not outcome.fence_gone
 
 
