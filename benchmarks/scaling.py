@@ -63,6 +63,7 @@ TRANSITIONS, WARMUP = 2000, 200
 UNREADY_POOL = 20  # pods held not Ready (or deleted) at once during the loop
 DELETE_SHARE = 0.1  # of the deregistrations: the pod is deleted (and later replaced by a new one)
 TRANSITION_TIMEOUT = 10.0
+PREFIX = "/services"  # the operator's default --path-prefixes: a registry's path must lie under it
 DEFAULT_PODS = (1000, 10_000, 100_000)
 
 _started = time.monotonic()
@@ -428,7 +429,9 @@ def _requests_since(replica: Replica, before: dict[str, int], count: int) -> dic
 def child(args: argparse.Namespace) -> dict:
     pods_n, mode, layout = args.pods, args.child, args.layout
     deadline = time.monotonic() + args.timeout
-    root = f"/zkregistry-scaling/n{pods_n}-{layout}-{mode}-{os.getpid()}"
+    name = f"scaling-n{pods_n}-{layout}-{mode}-{os.getpid()}"
+    root = f"/zkregistry-scaling/{name}"  # the replica's own znodes: election, claims
+    base = f"{PREFIX}/{name}"  # registries' base path: under the prefix every namespace is granted
     sizes = registry_sizes(pods_n, layout)
     out: dict = {"pods": pods_n, "layout": layout, "mode": mode, "registries": len(sizes), "largest_path": max(sizes)}
     import zkregistry.app  # noqa: F401 (imported before tracemalloc starts: kopf, kubernetes, kazoo)
@@ -439,7 +442,7 @@ def child(args: argparse.Namespace) -> dict:
     replica = Replica(args.hosts, root)
     out["_requests"] = replica.requests
     guard = Guard(out, args.result, args.rss_cap)
-    workload = Workload(pods_n, f"{root}/services", layout)
+    workload = Workload(pods_n, base, layout)
     gc_clock = GcClock()
     what = f"N={pods_n} {layout} ({mode})"
     try:
@@ -594,7 +597,7 @@ def child(args: argparse.Namespace) -> dict:
         out.pop("phase", None)
         started = time.perf_counter()
         replica.close()
-        _remove_root(args.hosts, root)
+        _remove(args.hosts, root, base)
         say(f"{what}: closed and cleaned up in {time.perf_counter() - started:.1f} s")
 
 
@@ -659,16 +662,17 @@ def _memory(before, filled, after, pods: int) -> dict:
     }
 
 
-def _remove_root(hosts: str, root: str) -> None:
-    """Our session is closed, its ephemeral znodes gone: remove the persistent parents."""
+def _remove(hosts: str, *paths: str) -> None:
+    """Our session is closed, its ephemeral znodes gone: remove the persistent ones left."""
     from kazoo.client import KazooClient
 
     client = KazooClient(hosts, timeout=10)
     try:
         client.start(timeout=30)
-        client.delete(root, recursive=True)
+        for path in paths:
+            client.delete(path, recursive=True)
     except Exception as error:
-        say(f"could not remove {root}: {error!r}")
+        say(f"could not remove {paths}: {error!r}")
     finally:
         with contextlib.suppress(Exception):
             client.stop()

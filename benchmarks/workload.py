@@ -32,7 +32,8 @@ class Workload:
 
     @property
     def base_path(self) -> str:
-        return f"/{self.namespace}"
+        """Under /services, the prefix that the operator grants every namespace by default."""
+        return f"/services/{self.namespace}"
 
     @property
     def paths(self) -> list[str]:
