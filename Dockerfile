@@ -3,9 +3,14 @@
 # Two stages: the first installs the pinned dependencies (requirements.txt) and then zkregistry
 # itself into a virtual environment; the second copies only that environment onto a clean base,
 # so no pip, setuptools, build cache or source tree reaches the image.
-# tests/unit/test_dockerfile.py lints this file; tests/e2e/test_image.py replays the first stage.
+#
+# BASE is any Debian-like image with Python 3.11 as `python`, groupadd and useradd. The default is
+# the public slim image, pinned by digest so that a build is repeatable; `make image BASE=local`
+# passes one made from Debian's packages alone (tools/image.sh), which is what the tests build.
+# tests/unit/test_dockerfile.py lints this file; tests/e2e/test_image.py builds and runs it.
 
-FROM python:3.11-slim AS build
+ARG BASE=docker.io/library/python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
+FROM ${BASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/zkregistry
@@ -20,7 +25,7 @@ RUN /opt/zkregistry/bin/pip install --no-cache-dir --no-deps . \
  && /opt/zkregistry/bin/pip check \
  && /opt/zkregistry/bin/pip uninstall --yes pip setuptools
 
-FROM python:3.11-slim
+FROM ${BASE}
 # A named user for the numeric uid of the manifests (runAsUser 65532, the usual "nonroot"), so
 # that tools that look the user up find one; it has no home and no shell.
 RUN groupadd --gid 65532 zkregistry \
