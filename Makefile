@@ -3,7 +3,7 @@
 ENV := tools/env.sh
 PYTEST := $(ENV) python -m pytest
 
-.PHONY: test lint unit zk e2e demo demo-down bench tools
+.PHONY: test lint unit zk e2e demo demo-down bench tools image
 
 test: lint unit zk e2e
 
@@ -30,3 +30,10 @@ bench:
 
 tools:
 	$(ENV) true
+
+# The operator image, as an OCI archive for `kind load image-archive` or `docker load`. BASE= uses
+# the Dockerfile's public base; BASE=local a base made from Debian's packages (no registry needed).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' operator/zkregistry/__init__.py)
+BASE ?=
+image:
+	tools/image.sh --base "$(BASE)" --output build/zkregistry-$(VERSION).oci.tar
