@@ -1,5 +1,6 @@
 """Fixtures shared by the zk and e2e tiers: a real ZooKeeper ensemble, a real control plane,
-fresh namespaces, operator replicas as processes, and waiting with deadlines.
+fresh namespaces, operator replicas as processes or run from the operator's image, and waiting
+with deadlines.
 
 The ensemble and the cluster live for the whole session in a temporary folder; at the end the
 session checks that none of their processes, nor any operator replica, is left behind.
@@ -11,6 +12,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -122,15 +124,28 @@ def replicas(ensemble, cluster, namespace, tmp_path) -> Iterator:
         assert "Traceback" not in text, f"{replica.name} logged an exception:\n{text[-4000:]}"
 
 
-@pytest.fixture(scope="session")
-def service_account_kubeconfig(cluster, tmp_path_factory) -> Path:
-    """A kubeconfig that acts as the operator's own ServiceAccount, with deploy/'s RBAC.
+@dataclass(frozen=True)
+class ServiceAccount:
+    """The operator's ServiceAccount of deploy/, with a token, and what in-cluster configuration
+    needs to use it: `folder` holds token, ca.crt and namespace, as the kubelet mounts them."""
 
-    deploy/'s Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding are applied for real,
-    a token is requested for the account (TokenRequest, as the kubelet would), and the kubeconfig
-    names the local cluster's server and CA with that token and nothing else. Run the operator with
-    it to prove that it needs no more than deploy/ grants.
-    """
+    name: str
+    namespace: str
+    token: str
+    server: str  # the API server's URL, https://host:port
+    folder: Path
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
+@pytest.fixture(scope="session")
+def service_account(cluster, tmp_path_factory) -> ServiceAccount:
+    """deploy/'s Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding, applied for real, and
+    a token requested for the account (TokenRequest, as the kubelet would)."""
+    import base64
+
     import yaml
 
     rendered = cluster.kubectl("kustomize", str(CRDS.parent / "deploy")).stdout
@@ -143,14 +158,37 @@ def service_account_kubeconfig(cluster, tmp_path_factory) -> Path:
     token = cluster.kubectl(
         "create", "token", account["name"], "--namespace", account["namespace"], "--duration", "6h"
     ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubectl("config", "view", "--raw", "--minify").stdout)["clusters"][0]["cluster"]
+    mounted = folder / "mounted"
+    mounted.mkdir()
+    (mounted / "token").write_text(token)
+    if "certificate-authority-data" in admin:
+        (mounted / "ca.crt").write_bytes(base64.b64decode(admin["certificate-authority-data"]))
+    else:
+        (mounted / "ca.crt").write_bytes(Path(admin["certificate-authority"]).read_bytes())
+    (mounted / "namespace").write_text(account["namespace"])
+    for path in (mounted, *mounted.iterdir()):  # what the image's user (65532) may read
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return ServiceAccount(account["name"], account["namespace"], token, admin["server"], mounted)
+
+
+@pytest.fixture(scope="session")
+def service_account_kubeconfig(cluster, service_account, tmp_path_factory) -> Path:
+    """A kubeconfig that acts as the operator's own ServiceAccount, with deploy/'s RBAC.
+
+    It names the local cluster's server and CA with the account's token and nothing else. Run the
+    operator with it to prove that it needs no more than deploy/ grants.
+    """
+    import yaml
+
     admin = yaml.safe_load(cluster.kubectl("config", "view", "--raw", "--minify").stdout)
-    user = f"system:serviceaccount:{account['namespace']}:{account['name']}"
-    path = folder / "kubeconfig"
+    user = service_account.user
+    path = tmp_path_factory.mktemp("service-account-kubeconfig") / "kubeconfig"
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": user, "user": {"token": token}}],
+        "users": [{"name": user, "user": {"token": service_account.token}}],
         "contexts": [{"name": "operator", "context": {"cluster": "local", "user": user}}],
         "current-context": "operator",
     }))
@@ -238,3 +276,99 @@ def tls_ensemble(tmp_path) -> Iterator[tuple]:
     secure.start()
     yield secure, str(ca)
     secure.stop()
+
+
+# -- the operator's image ------------------------------------------------------------------------
+
+TOP = CRDS.parent
+
+
+@pytest.fixture(scope="session")
+def operator_image():
+    """The operator's image, built from the Dockerfile by `tools/image.sh --base local` (a base
+    from Debian's packages: no registry is reachable here) and loaded from its OCI archive into
+    buildah's storage. The build is cached by its inputs, so only a changed tree rebuilds it.
+    Fails, never skips, when it cannot be built or run here, saying why."""
+    from zkregistry.devenv.container import Image, runc_available
+
+    try:
+        built = subprocess.run(
+            [str(TOP / "tools" / "image.sh"), "--base", "local"], capture_output=True, text=True, timeout=1800
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        pytest.fail(f"tools/image.sh could not build the image: {error}")
+    if built.returncode != 0:
+        pytest.fail(f"tools/image.sh could not build the image (exit {built.returncode}):\n{built.stderr[-4000:]}")
+    if why := runc_available():
+        pytest.fail(f"the image cannot be run here: {why}")
+    archive = Path(built.stdout.strip().splitlines()[-1])
+    cache = Path(os.environ.get("ZKREGISTRY_CACHE") or Path.home() / ".cache" / "zkregistry")
+    try:
+        image = Image.load(archive, cache)
+    except RuntimeError as error:
+        pytest.fail(f"buildah could not load {archive}: {error}")
+    return archive, image
+
+
+@pytest.fixture(scope="session")
+def image_root(operator_image) -> Iterator[Path]:
+    """The image unpacked once (buildah from + mount) for every container of the session; each
+    container sees it read-only."""
+    _, image = operator_image
+    with image.root("e2e") as root:
+        yield root
+
+
+def apiserver_accepts(server: str, ca: Path) -> str | None:
+    """Why a client that verifies the API server's certificate against `ca` for the host of
+    `server` (as in-cluster configuration does) would refuse it; None if it accepts it."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server)
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with (
+            socket.create_connection((url.hostname, url.port or 443), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname=url.hostname),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as error:
+        return f"its serving certificate is not valid for {url.hostname}: {error.verify_message}"
+
+
+@pytest.fixture
+def image_replicas(ensemble, cluster, namespace, tmp_path, service_account, operator_image, image_root) -> Iterator:
+    """Operator replicas run from the image, with the replicas fixture's settings, as the
+    ServiceAccount of deploy/ through in-cluster configuration; with the image's shells hidden
+    (nothing may need one). Stopped, checked gone and free of tracebacks afterwards."""
+    from urllib.parse import urlsplit
+
+    from zkregistry.devenv.container import shells
+    from zkregistry.devenv.replicas import ImageReplicas
+
+    # In a pod, KUBERNETES_SERVICE_HOST is the Service IP of kubernetes.default; here it is the
+    # local API server's own address, which its certificate must accept (kwok's names 127.0.0.1).
+    if why := apiserver_accepts(service_account.server, service_account.folder / "ca.crt"):
+        pytest.fail(f"in-cluster configuration cannot reach {service_account.server}: {why}")
+    url = urlsplit(service_account.server)
+    _, image = operator_image
+    group = ImageReplicas(
+        ensemble.connection_string, cluster.kubeconfig, tmp_path / "image-replicas",
+        owner=namespace, namespaces=[namespace], session_timeout=2.0,
+        extra_args=["--resync-seconds", "5", "--handover-timeout", "15"],
+        path_prefixes=[f"/{namespace}"],  # as the replicas fixture
+        root=image_root, image=image.config, service_account=service_account.folder,
+        apiserver=(url.hostname, url.port or 443), masked=shells(image_root),
+    )
+    try:
+        yield group
+        group.stop_all()
+        left = [r.name for r in group.members if r.alive()]
+        assert not left, f"image replicas left behind: {left}"
+    finally:
+        group.remove_all()
+    for replica in group.members:
+        text = replica.output()
+        assert "Traceback" not in text, f"{replica.name} logged an exception:\n{text[-4000:]}"

@@ -7,6 +7,9 @@ leader = replicas.wait_leader()
 leader.terminate()          # SIGTERM: graceful handover
 b.kill(); c.pause(); c.resume()
 replicas.stop_all()
+
+`ImageReplicas` runs the same replicas from the operator's image instead, each in a container
+(devenv/container.py) that authenticates as a ServiceAccount through in-cluster configuration.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zkregistry.devenv.container import SERVICE_ACCOUNT_DIR, Container, ImageConfig, Mount, runtime_spec
 from zkregistry.devenv.processes import alive, free_ports, spawn, terminate, wait_for
 
 
@@ -104,11 +109,15 @@ class Replicas:
             "PYTHONPATH": f"{source_root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
             **self.env,
         }
-        command = [
-            sys.executable,
-            "-m",
-            "zkregistry",
-            "run",
+        command = [sys.executable, "-m", "zkregistry", "run", *self.flags(name, zk_hosts, port)]
+        process = spawn(command, log, env=env)
+        replica = Replica(name, process, port, log)
+        self.members.append(replica)
+        return replica
+
+    def flags(self, name: str, zk_hosts: str | None, port: int) -> list[str]:
+        """The flags of `zkregistry run` for replica `name`: the group's settings."""
+        return [
             "--zk-hosts",
             zk_hosts or self.zk_hosts,
             "--identity",
@@ -123,10 +132,6 @@ class Replicas:
             *(["--path-prefixes", ",".join(self.path_prefixes)] if self.path_prefixes is not None else []),
             *self.extra_args,
         ]
-        process = spawn(command, log, env=env)
-        replica = Replica(name, process, port, log)
-        self.members.append(replica)
-        return replica
 
     def running(self) -> list[Replica]:
         return [r for r in self.members if r.alive()]
@@ -143,3 +148,93 @@ class Replicas:
             if replica.alive():
                 replica.resume()
                 replica.terminate()
+
+
+@dataclass
+class ContainerReplica(Replica):
+    """A replica in a container: signals go to the container's first process, the image's
+    entrypoint (`runc kill`), as a container runtime sends them; `pid` is runc's."""
+
+    container: Container | None = None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.container is not None
+        self.container.signal(sig)
+
+    def terminate(self, timeout: float = 60) -> None:
+        """SIGTERM (and SIGCONT, in case it is paused), then SIGKILL after `timeout`, as the kubelet
+        does at the end of the grace period; returns once the container is gone."""
+        self._signal(signal.SIGTERM)
+        self._signal(signal.SIGCONT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self.process.wait()
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+
+@dataclass
+class ImageReplicas(Replicas):
+    """Replicas run from the operator's image, as deploy/deployment.yaml runs them.
+
+    Each is a container of the image at `root` (an unpacked root, `container.Image.root()`), with
+    the image's entrypoint followed by the group's flags as its arguments, and POD_NAME and
+    POD_NAMESPACE set. It authenticates through in-cluster configuration: `service_account` (a
+    folder with token, ca.crt and namespace) is mounted read-only at
+    /var/run/secrets/kubernetes.io/serviceaccount, and KUBERNETES_SERVICE_HOST and _PORT name
+    `apiserver`, whose serving certificate must accept that host. `kubeconfig` is not used.
+    """
+
+    root: Path | None = None
+    image: ImageConfig | None = None
+    service_account: Path | None = None
+    apiserver: tuple[str, int] = ("127.0.0.1", 443)
+    masked: list[str] = field(default_factory=list)  # paths hidden in every container
+    memory_limit: int | None = 256 * 2**20  # deploy/'s limit
+
+    def start_one(self, name: str, zk_hosts: str | None = None) -> ContainerReplica:
+        if self.root is None or self.image is None or self.service_account is None:
+            raise ValueError("ImageReplicas needs root, image and service_account")
+        workdir = Path(self.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = free_ports(1)[0]
+        log = workdir / f"{name}.log"
+        host, api_port = self.apiserver
+        env = {
+            "POD_NAME": name,
+            "POD_NAMESPACE": (self.service_account / "namespace").read_text().strip(),
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": str(api_port),
+            **self.env,
+        }
+        spec = runtime_spec(
+            self.root,
+            self.image,
+            args=self.flags(name, zk_hosts, port),
+            env=env,
+            mounts=[Mount(SERVICE_ACCOUNT_DIR, str(self.service_account))],
+            masked=self.masked,
+            hostname=name,
+            memory_limit=self.memory_limit,
+        )
+        container = Container(f"{name}-{uuid.uuid4().hex[:6]}", workdir / "bundles" / name, workdir / "runc", spec)
+        process = container.start(log)
+        replica = ContainerReplica(name, process, port, log, container)
+        self.members.append(replica)
+        return replica
+
+    def remove_all(self) -> None:
+        """Deletes every container still there, whatever state it is in (after a failed test)."""
+        for replica in self.members:
+            if isinstance(replica, ContainerReplica) and replica.container is not None:
+                replica.container.remove()
