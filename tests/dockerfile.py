@@ -1,9 +1,8 @@
-"""Reading a Dockerfile: its instructions, by stage. Used by the tests that check the Dockerfile
-without a container engine (tests/unit/test_dockerfile.py, tests/e2e/test_image.py)."""
+"""Reading a Dockerfile: its instructions, by stage. Used by tests/unit/test_dockerfile.py, which
+checks the Dockerfile without building it."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
@@ -38,7 +37,3 @@ def stages(text: str) -> dict[str, list[tuple[str, str]]]:
         current.append((keyword, arguments))
     return result
 
-
-def environment(arguments: str) -> dict[str, str]:
-    """The variables that an `ENV a=1 b=2` instruction sets."""
-    return dict(pair.split("=", 1) for pair in shlex.split(arguments))
