@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 if TYPE_CHECKING:
     from zkregistry.writer import Outcome
 
+# Per registry, from the leader's last status report (a standby keeps what it last reported as
+# leader; alerts and dashboards take these from the replica whose zkregistry_leader is 1).
 REGISTRATIONS = Gauge("zkregistry_registrations", "znodes of ours under the registry's path", ["namespace", "registry"])
+READY_PODS = Gauge(
+    "zkregistry_ready_pods",
+    "Ready pods of the Deployments opted in to the registry: what zkregistry_registrations should equal",
+    ["namespace", "registry"],
+)
 LEADER = Gauge("zkregistry_leader", "1 while this replica is the leader and may write")
 ZK_CONNECTED = Gauge("zkregistry_zookeeper_connected", "1 while the ZooKeeper connection is up")
 READY_TO_REGISTERED = Histogram(
@@ -33,6 +40,19 @@ HANDOVER_TIMEOUTS = Counter(
     "zkregistry_handover_timeouts_total", "graceful handovers whose deadline passed before the successor took over"
 )
 REFUSED = Counter("zkregistry_refused_transactions_total", "transactions refused as stale or unfenced")
+
+
+PER_REGISTRY = (REGISTRATIONS, READY_PODS, HEARTBEAT_AGE)
+
+
+def keep_registries(keys: Iterable[tuple[str, str]]) -> None:
+    """Drops the per-registry series of every registry not among `keys` ((namespace, name)), so
+    that a deleted registry's last values do not linger on /metrics (and in alerts) forever."""
+    keep = set(keys)
+    for gauge in PER_REGISTRY:
+        for labels in list(gauge._metrics):  # prometheus_client has no public list of children
+            if labels not in keep:
+                gauge.remove(*labels)
 
 
 def observe_write(outcome: Outcome) -> None:

@@ -126,7 +126,9 @@ class Reporter:
     def watch_heartbeats(self) -> None:
         """Every replica: report registries whose status no leader has refreshed for `stale` s."""
         at = dt.datetime.now(dt.UTC)
-        for registry in self.inventory.registries():
+        registries = list(self.inventory.registries())
+        metrics.keep_registries(registry.key for registry in registries)
+        for registry in registries:
             age = status.heartbeat_age(registry.status, registry.created, at)
             metrics.HEARTBEAT_AGE.labels(registry.namespace, registry.name).set(max(0.0, age))
             if age < self.stale:
@@ -222,6 +224,7 @@ class Reporter:
         metrics.REGISTRATIONS.labels(registry.namespace, registry.name).set(
             sum(1 for n in nodes.values() if is_ours(n, self.owner))
         )
+        metrics.READY_PODS.labels(registry.namespace, registry.name).set(len(instances))
         at = dt.datetime.now(dt.UTC)
         if (
             _without_times(new) != _without_times(previous)
