@@ -278,6 +278,28 @@ def tls_ensemble(tmp_path) -> Iterator[tuple]:
     secure.stop()
 
 
+@pytest.fixture(scope="session")
+def monitoring_crds(cluster) -> list[str]:
+    """The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, installed in the session's
+    cluster from the version that tools/prometheus-operator/go.mod pins (tools/prometheus-operator-crds.sh
+    fetches it through the Go module proxy, checked against go.sum), so that the chart's
+    operations kit is validated by a real API server. Returns the CRDs' names."""
+    found = subprocess.run(
+        [str(CRDS.parent / "tools" / "prometheus-operator-crds.sh")], capture_output=True, text=True, timeout=600
+    )
+    if found.returncode != 0:
+        pytest.fail(f"the Prometheus Operator's CRDs could not be fetched:\n{found.stderr[-3000:]}")
+    folder = Path(found.stdout.strip())
+    names = []
+    for kind in ("servicemonitors", "prometheusrules"):
+        # Server-side: the CRDs are too large for the last-applied annotation of a client-side apply.
+        crd = folder / f"monitoring.coreos.com_{kind}.yaml"
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        names.append(f"{kind}.monitoring.coreos.com")
+    cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", *(f"crd/{n}" for n in names))
+    return names
+
+
 # -- the operator's image ------------------------------------------------------------------------
 
 TOP = CRDS.parent

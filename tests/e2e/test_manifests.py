@@ -1,6 +1,7 @@
 """Every way of installing zkregistry is accepted by a real kube-apiserver: deploy/ (through
 kustomize), the example ZooKeeper of deploy/zookeeper/, crds/, and the Helm chart as `helm
-template` renders it, each in a server-side dry run. The namespaces enforce the Pod Security
+template` renders it (with every option on, its ServiceMonitor and PrometheusRule too, against
+the Prometheus Operator's CRDs), each in a server-side dry run. The namespaces enforce the Pod Security
 Standards' `restricted` profile and warn about it, so a dry run also reports any pod template that
 falls short of it. And `helm lint` passes, and the chart renders the same objects as deploy/.
 """
@@ -56,6 +57,26 @@ EVERYTHING = {
         }
     ],
     "priorityClassName": "system-cluster-critical",
+}
+# The operations kit, every part on (its CRDs come from the monitoring_crds fixture).
+EVERYTHING["metrics"] = {
+    "service": {"enabled": True, "annotations": {}},
+    "serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s", "labels": {"release": "prom"}},
+    "prometheusRule": {
+        "enabled": True,
+        "labels": {"release": "prom"},
+        "job": "zkr-job",
+        "registrationsDifferFor": "10m",
+        "zookeeperDisconnectedFor": "1m30s",
+        "reconcileErrorsFor": "20m",
+        "additionalLabels": {"team": "platform"},
+    },
+    "grafanaDashboard": {
+        "enabled": True,
+        "labels": {"grafana_dashboard": "1"},
+        "annotations": {"grafana_folder": "zkregistry"},
+        "namespace": "zkregistry",
+    },
 }
 
 
@@ -176,10 +197,12 @@ def test_crds_are_accepted(cluster):
 
 
 @pytest.mark.parametrize("values", [None, EVERYTHING], ids=["defaults", "every-option"])
-def test_helm_template_is_accepted(cluster, deploy_docs, tmp_path, values):
+def test_helm_template_is_accepted(cluster, deploy_docs, monitoring_crds, tmp_path, values):
     create_namespaces(cluster, deploy_docs, tmp_path)  # the release's namespace, zkregistry
     docs = render_chart(tmp_path, values=values)
     assert {d["kind"] for d in docs} >= {"CustomResourceDefinition", "Deployment", "ClusterRole"}
+    kit = {"ServiceMonitor", "PrometheusRule"} & {d["kind"] for d in docs}
+    assert kit == (set() if values is None else {"ServiceMonitor", "PrometheusRule"})
     result = dry_run(cluster, docs, tmp_path)
     assert PSA_WARNING not in result.stderr, result.stderr
 
@@ -198,6 +221,8 @@ def test_helm_lint(tmp_path):
         ("operator.logFormat=xml", "operator/logFormat"),
         ("zookeeper.hostz=zk:2181", "hostz"),  # a misspelt value is not silently ignored
         ("operator.handoverTimeout=90", "terminationGracePeriodSeconds"),
+        ("metrics.prometheusRule.registrationsDifferFor=5 minutes", "registrationsDifferFor"),
+        ("metrics.serviceMonitor.enabled=true,metrics.service.enabled=false", "metrics.service.enabled"),
     ],
 )
 def test_helm_refuses_bad_values(setting, complaint):

@@ -46,3 +46,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- define "zkregistry.tlsSecret" -}}
 {{- default (printf "%s-zookeeper-tls" (include "zkregistry.fullname" .)) .Values.zookeeper.tls.secret }}
 {{- end }}
+
+{{/* The metrics Service's name: the job label that a ServiceMonitor gives the replicas' series. */}}
+{{- define "zkregistry.metricsService" -}}
+{{- printf "%s-metrics" (include "zkregistry.fullname" .) }}
+{{- end }}
