@@ -81,12 +81,13 @@ def resolve_user(user: str, root: Path) -> tuple[int, int]:
     /etc/passwd and /etc/group as a runtime does; an empty USER is root."""
     name, _, group = user.partition(":")
 
-    def lookup(table: str, key: str) -> tuple[int, int] | None:
+    def lookup(table: str, key: str) -> list[str] | None:
+        """The fields of `key`'s line in /etc/passwd (name:x:uid:gid:...) or /etc/group (name:x:gid:...)."""
         with contextlib.suppress(OSError):
             for line in (root / "etc" / table).read_text().splitlines():
                 fields = line.split(":")
                 if len(fields) >= 4 and fields[0] == key:
-                    return int(fields[2]), int(fields[3])
+                    return fields
         return None
 
     if not name:
@@ -95,18 +96,18 @@ def resolve_user(user: str, root: Path) -> tuple[int, int]:
         uid = int(name)
         gid = next((g for u, g in _passwd(root) if u == uid), uid)
     else:
-        found = lookup("passwd", name)
-        if found is None:
+        entry = lookup("passwd", name)
+        if entry is None:
             raise ValueError(f"user {name!r} is not in the image's /etc/passwd")
-        uid, gid = found
+        uid, gid = int(entry[2]), int(entry[3])
     if group:
         if group.isdigit():
             gid = int(group)
         else:
-            found = lookup("group", group)
-            if found is None:
+            entry = lookup("group", group)
+            if entry is None:
                 raise ValueError(f"group {group!r} is not in the image's /etc/group")
-            gid = found[0]
+            gid = int(entry[2])
     return uid, gid
 
 
