@@ -118,6 +118,18 @@ inputs() {
   done
 }
 key=$(inputs | sha256sum | cut -c1-16)
+
+# Keeps this image and the newest other complete one (another work tree may be testing it);
+# removes older images and the folders (with their logs) of failed builds.
+prune() {
+  local kept=0 dir
+  for dir in $(ls -1dt "$cache"/image/*/); do
+    [ "$dir" = "$out/" ] && continue
+    if [ -f "$dir.complete" ] && [ "$kept" = 0 ]; then kept=1; continue; fi
+    "${buildah[@]}" rmi -f "localhost/zkregistry-build:$(basename "$dir")" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  done
+}
 out="$cache/image/$key"
 archive="$out/zkregistry-$version.oci.tar"
 name="docker.io/library/zkregistry:$version"
@@ -148,11 +160,7 @@ if [ ! -f "$out/.complete" ]; then
   rm -f "$out/buildah.tar"
   touch "$out/.complete"
   log "built in $((SECONDS - started)) s: $archive"
-  # Keep the two newest operator images (another work tree may be testing the other one).
-  for old in $(ls -1dt "$cache"/image/*/ | tail -n +3); do
-    "${buildah[@]}" rmi -f "localhost/zkregistry-build:$(basename "$old")" >/dev/null 2>&1 || true
-    rm -rf "$old"
-  done
+  prune
 fi
 
 if [ -n "$output" ]; then
