@@ -99,3 +99,9 @@ def test_goals_follow_architecture_md():
     }
     results["scaling_cpu_ratio"] = None
     assert next(g for g in report.goals(results) if g["goal"] == "scaling_ratio")["met"] is None
+    # Every layout must scale: one whose largest N could not be measured did not.
+    results["scaling"] = {"cpu_ratio_by_layout": {"even": 0.3, "zipf": None}}
+    scaling_goal = next(g for g in report.goals(results) if g["goal"] == "scaling_ratio")
+    assert scaling_goal["met"] is False and "zipf not measured" in scaling_goal["measured"]
+    results["scaling"] = {"cpu_ratio_by_layout": {"even": 0.3, "zipf": 1.2}}
+    assert next(g for g in report.goals(results) if g["goal"] == "scaling_ratio")["met"] is True
