@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
+    """`count` distinct TCP ports that were free a moment ago, on every interface.
+
+    They are drawn from below the kernel's ephemeral range: outgoing connections take their local
+    ports from that range, so none of them can take one of these between now and the bind of the
+    server it is meant for (which made a replica fail with "Address already in use")."""
+    top = _ephemeral_low()
+    chosen: list[int] = []
+    for port in random.sample(range(10000, top), top - 10000):
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise OSError(f"fewer than {count} free TCP ports below {top}")
+
+
+def _ephemeral_low() -> int:
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_for(
