@@ -1,0 +1,111 @@
+"""A graceful handover between two replicas, without a control plane: how long the old leader's
+`Operator.shutdown()` takes, and what its mirror shows meanwhile.
+
+    tools/env.sh python -m benchmarks.handover [--pods 10000]
+
+Two processes, each app.py's Operator built as benchmarks/scaling.py builds it, with the same
+inventory (the same seed: the same pods and uids), against an ensemble of their own: A leads and
+registers N pods in 5 to 50 registries (the even layout); B joins and settles as a standby; then A
+runs its graceful shutdown (stop writing, leave the election, wait until its mirror shows that
+it owns nothing, at most --handover-timeout, then close its session). Prints A's shutdown time,
+B's takeover time and, every second, how many registrations A's mirror still counts as its own
+and how many listings and reads A's mirror has sent. Bounded: at most a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks import scaling
+
+
+def replica(role: str, hosts: str, pods: int, tag: str, folder: Path) -> None:
+    r = scaling.Replica(hosts, f"/zkregistry-scaling/handover-{tag}", identity=f"replica-{role}")
+    scaling.Workload(pods, f"{scaling.PREFIX}/handover-{tag}", "even").fill(r.inventory, keep=False)
+    r.lead()
+    if role == "a":
+        scaling.wait_until(lambda: r.controller.owned() >= pods, 300, "registered", event=r.reconciled)
+        scaling.settle(r, 120)
+        (folder / "a-ready").write_text("")
+        scaling.wait_until(lambda: (folder / "b-ready").exists(), 300, "the standby")
+        time.sleep(3)
+        before, samples, done = dict(r.requests), [], threading.Event()
+        started = time.monotonic()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append(
+                    {
+                        "t": round(time.monotonic() - started, 1),
+                        "owned": r.controller.owned(),
+                        "listings": r.requests["get_children"] - before["get_children"],
+                        "reads": r.requests["get"] - before["get"],
+                    }
+                )
+                time.sleep(1.0)
+
+        threading.Thread(target=sample, daemon=True).start()
+        r.operator.shutdown()
+        done.set()
+        (folder / "a.json").write_text(
+            json.dumps({"shutdown_s": round(time.monotonic() - started, 2), "mirror": samples})
+        )
+    else:
+        time.sleep(5)
+        scaling.settle(r, 120)  # a standby that has read every path, as a long-running one has
+        (folder / "b-ready").write_text("")
+        scaling.wait_until(lambda: r.election.writable, 300, "leadership", poll=0.01)
+        started = time.monotonic()
+        scaling.wait_until(lambda: r.controller.owned() >= pods, 300, "the takeover", event=r.reconciled, poll=0.1)
+        (folder / "b.json").write_text(json.dumps({"takeover_s": round(time.monotonic() - started, 2)}))
+        time.sleep(40)  # the old leader is still handing over: stay
+        r.close()
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.handover", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--role", choices=("a", "b"), help=argparse.SUPPRESS)
+    parser.add_argument("--hosts", help=argparse.SUPPRESS)
+    parser.add_argument("--tag", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.role:
+        replica(args.role, args.hosts, args.pods, args.tag, args.folder)
+    workdir = Path(tempfile.mkdtemp(prefix="zkregistry-handover-"))
+    ensemble = scaling.start_ensemble(workdir)
+    try:
+        command = [sys.executable, "-m", "benchmarks.handover", "--pods", str(args.pods), "--tag", str(os.getpid())]
+        command += ["--hosts", ensemble.connection_string, "--folder", str(workdir)]
+        top = Path(__file__).resolve().parents[1]
+        a = subprocess.Popen([*command, "--role", "a"], cwd=top)
+        scaling.wait_until(lambda: (workdir / "a-ready").exists() or a.poll() is not None, 400, "the leader")
+        b = subprocess.Popen([*command, "--role", "b"], cwd=top)
+        for process in (a, b):
+            try:
+                process.wait(400)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        out = {"pods": args.pods}
+        for role in ("a", "b"):
+            path = workdir / f"{role}.json"
+            out[role] = json.loads(path.read_text()) if path.exists() else None
+        print(json.dumps(out, indent=1))
+    finally:
+        ensemble.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
