@@ -198,7 +198,12 @@ class Reporter:
         self._warn(registry.key, problems, registry)
 
         if registry.deleting:
-            ours_left = conflict is None and any(is_ours(n, self.owner) for n in nodes.values())
+            # Whatever admission now says of a registry being deleted, its finalizer holds until
+            # the mirror shows none of the registrations this namespace wrote under the path.
+            ours_left = any(
+                is_ours(n, self.owner) and n.member is not None and n.member.namespace == registry.namespace
+                for n in nodes.values()
+            )
             if not ours_left and api.FINALIZER in registry.finalizers:
                 self.kube.set_finalizers(registry, [f for f in registry.finalizers if f != api.FINALIZER])
             return
