@@ -232,13 +232,6 @@ class Inventory:
         with self._lock:
             return self._deployments.get(key)
 
-    def owner_of_path(self, path: str) -> Registry | None:
-        """Of the registries that claim `path`, the one that has it: the oldest, then by name."""
-        with self._lock:
-            claimants = [self._registries[k] for k in self._claimants(path)]
-        claimants = [r for r in claimants if not r.deleting] or claimants
-        return min(claimants, key=lambda r: (r.created, r.namespace, r.name), default=None)
-
     def desired(self, registry: Registry) -> tuple[dict[str, Instance], list[Problem]]:
         with self._lock:
             deployments = [

@@ -169,25 +169,6 @@ def test_a_status_only_change_of_a_registry_wakes_nothing():
     assert inventory.registry(REGISTRY.key).status == {"memberCount": 3}  # still stored, for the reporter
 
 
-def test_inventory_path_owner_is_the_oldest_claimant():
-    inventory = Inventory()
-    older = Registry.from_body(
-        {
-            "metadata": {"name": "a", "namespace": "x", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"serviceName": "svc"},
-        }
-    )
-    newer = Registry.from_body(
-        {
-            "metadata": {"name": "b", "namespace": "y", "creationTimestamp": "2026-01-02T00:00:00Z"},
-            "spec": {"serviceName": "svc"},
-        }
-    )
-    inventory.put_registry(newer)
-    inventory.put_registry(older)
-    assert inventory.owner_of_path("/services/svc") == older
-
-
 def test_orphaned_deployments():
     inventory = Inventory()
     inventory.put_deployment(Deployment.from_body(deployment_body("web", registry="missing")))
