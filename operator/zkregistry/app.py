@@ -93,6 +93,7 @@ class Operator:
             timeout=timeout,
             heartbeat=settings.resync_seconds,
             decisions=lambda: self.controller.decisions,
+            cleared=lambda: self.controller.cleared,
         )
         self._threads: list[threading.Thread] = []
 

@@ -31,7 +31,7 @@ from zkregistry.election import Election
 from zkregistry.formats import Codec
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
-from zkregistry.model import Instance, Key
+from zkregistry.model import Instance, Key, Registry
 from zkregistry.plan import Create, Op, Replace, Wanted, calculate, for_instance, is_ours
 from zkregistry.writer import Writer
 
@@ -103,6 +103,9 @@ class Controller:
         #: The latest admission decision of each registry (leader only); the reporter reads it.
         self.decisions: dict[Key, Decision] = {}
         self._owners: dict[str, Key] = {}  # path -> the admitted registry that writes it
+        #: Registries being deleted that have no registration left (leader only): their finalizer
+        #: may go. Decided at the end of a turn, when no write of this controller is in flight.
+        self.cleared: frozenset[Key] = frozenset()
         self._admitted_version = -1  # the inventory's admission_version of `decisions`
         self._admission_term = -1  # the election term whose claims were read
 
@@ -231,6 +234,8 @@ class Controller:
                 self._failures.pop(path, None)  # read afresh: worth trying at once again
         if leading:
             self._reconcile(whole, pods)
+        else:  # another replica may write meanwhile: decided afresh once leading again
+            self.cleared = frozenset()
 
     def admit(self, force: bool = False) -> set[str]:
         """Decides which registry writes which path (admission.decide), recording new claims and
@@ -356,6 +361,9 @@ class Controller:
     # -- planning and writing (leader only) ----------------------------------------------------
 
     def _reconcile(self, whole: set[str], pods: dict[str, set[str]]) -> None:
+        # Seen deleting before this turn plans anything: every plan from here on creates nothing
+        # for them, and the plans of earlier turns are all written.
+        deleting = [r for r in self.inventory.registries() if r.deleting]
         now = time.monotonic()
         plans: dict[str, list[Op]] = {}
         for path in sorted(whole | pods.keys()):
@@ -374,7 +382,20 @@ class Controller:
             if not plans:
                 break
             plans = self._write(plans)
+        self.cleared = frozenset(r.key for r in deleting if self._is_cleared(r))
         self.on_reconciled(key for key, path in self._paths.items() if path in touched)
+
+    def _is_cleared(self, registry: Registry) -> bool:
+        """Whether the deleted `registry` has no registration left under its path: none of ours
+        of its namespace, unless another registry writes the path now (they are that one's)."""
+        path = registry.service_path
+        if self._owners.get(path) not in (None, registry.key):
+            return True
+        if path in self._failures or path in self._deferred:  # the mirror may not know
+            return False
+        return not self.membership.count(
+            path, lambda n: is_ours(n, self.owner) and n.member is not None and n.member.namespace == registry.namespace
+        )
 
     def _write(self, plans: dict[str, list[Op]]) -> dict[str, list[Op]]:
         """Applies `plans`; returns the plans of the next round (a path planned again after a stale

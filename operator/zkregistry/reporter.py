@@ -22,7 +22,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import urllib3
 from kazoo.client import KazooClient
@@ -56,11 +56,15 @@ class Reporter:
         timeout: float = 10.0,
         heartbeat: float = 30.0,
         decisions: Callable[[], Mapping[Key, Decision]] = dict,
+        cleared: Callable[[], Collection[Key]] = frozenset,
     ) -> None:
         """`decisions()` returns the controller's latest admission decision of each registry; a
-        registry without one is not reported until it has one."""
+        registry without one is not reported until it has one. `cleared()` returns the registries
+        being deleted whose registrations are all gone (`Controller.cleared`): only theirs lose
+        the finalizer."""
         self.client = client
         self.decisions = decisions
+        self.cleared = cleared
         self._refused: dict[Key, str] = {}  # registry -> the refusal we last posted an Event for
         self.inventory = inventory
         self.membership = membership
@@ -199,12 +203,8 @@ class Reporter:
 
         if registry.deleting:
             # Whatever admission now says of a registry being deleted, its finalizer holds until
-            # the mirror shows none of the registrations this namespace wrote under the path.
-            ours_left = any(
-                is_ours(n, self.owner) and n.member is not None and n.member.namespace == registry.namespace
-                for n in nodes.values()
-            )
-            if not ours_left and api.FINALIZER in registry.finalizers:
+            # the controller has seen it deleting and finds none of its registrations left.
+            if registry.key in self.cleared() and api.FINALIZER in registry.finalizers:
                 self.kube.set_finalizers(registry, [f for f in registry.finalizers if f != api.FINALIZER])
             return
         if api.FINALIZER not in registry.finalizers:

@@ -3,6 +3,7 @@ not hold up the others, a pod event is planned alone, and the resync repairs wha
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 
@@ -164,3 +165,33 @@ def test_a_fence_whose_data_changed_still_fences(zk, setup):
     zk.set(setup.election.node, b"touched")  # its version is no longer 0
     setup.inventory.put_pod(pod("web-7", "web", "10.0.0.7"))
     eventually(lambda: len(zk.get_children(path)) == 2, 10, "a write fenced by the touched znode")
+
+
+def test_a_deleted_registry_is_cleared_only_once_no_write_of_its_own_is_in_flight(zk, setup):
+    """The finalizer of a deleted registry may go when `Controller.cleared` says so. A create
+    planned before the deletion was seen and still in flight must hold it: the mirror does not
+    show that znode yet, but ZooKeeper will."""
+    path = setup.registry("web", 0)
+    gate, entered = threading.Event(), threading.Event()
+    apply = setup.controller.writer.apply
+
+    def held(plans, fence):
+        entered.set()
+        gate.wait(10)
+        return apply(plans, fence)
+
+    setup.controller.writer.apply = held
+    setup.start()
+    setup.inventory.put_pod(pod("web-0", "web", "10.0.0.1"))
+    assert entered.wait(10), "the create was never written"
+    setup.inventory.put_registry(dataclasses.replace(setup.inventory.registry((NS, "web")), deleting=True))
+    try:
+        # However long the write stays in flight, the registry is not cleared meanwhile.
+        for _ in range(20):
+            assert (NS, "web") not in setup.controller.cleared, "cleared while a create was in flight"
+            setup.controller.wake()
+            threading.Event().wait(0.1)
+    finally:
+        gate.set()
+    eventually(lambda: (NS, "web") in setup.controller.cleared, 10, "the registry to be cleared")
+    assert zk.get_children(path) == [], "cleared with a registration left"
