@@ -177,6 +177,7 @@ class Operator:
             return max(0.0, deadline - time.monotonic())
 
         self.paused.set()
+        self.membership.names_only()  # from now on it only needs to see our own znodes go
         if self.controller.writing.acquire(timeout=left()):  # no write of ours still in flight
             self.controller.writing.release()
         was_leader = self.election.leader

@@ -64,6 +64,7 @@ class Membership:
         self._nodes: dict[str, dict[str, Node]] = {}  # path -> name -> node
         self._keys: dict[str, dict[str, set[str]]] = {}  # path -> instance key -> names
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
+        self._reading = True  # read new children (False once handing over: see `names_only`)
         self._lock = threading.Lock()
 
     # -- what callers read ------------------------------------------------------------------
@@ -108,6 +109,13 @@ class Membership:
             self._nodes.pop(path, None)
             self._keys.pop(path, None)
 
+    def names_only(self) -> None:
+        """From now on learn only which children are gone, and read no new one. A replica
+        handing over waits for its own znodes to go; ZooKeeper answers a session in order, so a
+        read of each of a successor's thousands of new znodes would delay the listing that
+        shows it."""
+        self._reading = False
+
     def refresh(self, path: str, reread: bool = False) -> None:
         """List `path` afresh, which sets its children watch again (a reconnect drops it), and read
         the children that need it: with `reread` every one, else only those new to the mirror and
@@ -130,6 +138,8 @@ class Membership:
                 if zk.wait(self.client.exists_async(path, watch=self._on_children), self.timeout) is not None:
                     continue  # created meanwhile
             wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
+            if not self._reading:
+                wanted = []
             reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]
             nodes = {name: known[name] for name in names if name in known}
             for name, result in reads:
@@ -227,7 +237,7 @@ class Membership:
                 gone = [nodes[name] for name in nodes.keys() - names]
                 for node in gone:
                     _drop(nodes, keys, node.name)
-                new = names - nodes.keys()
+                new = names - nodes.keys() if self._reading else set()
                 epoch_now = self._epochs.get(path, 0)
         if stale:  # older than a transaction of ours: list again
             return self._list(path)

@@ -169,3 +169,26 @@ def test_a_listing_older_than_our_transaction_never_undoes_it(zk, replica_factor
     finally:
         for release in releases:
             release.set()
+
+
+def test_a_mirror_handing_over_learns_which_names_are_gone_and_reads_no_new_one(zk, replica_factory):
+    """A replica handing over waits only for its own znodes to go. ZooKeeper answers a session in
+    order, so every read of a successor's new znode that its mirror sends delays the listing that
+    shows its own gone: once told `names_only`, the mirror reads nothing."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    assert a.sync(wanted(3, "web")).applied == 3
+    ours = sorted(a.membership.snapshot(path))
+    reads: list[str] = []
+    get_async = a.client.get_async
+    a.client.get_async = lambda p, *args, **kwargs: reads.append(p) or get_async(p, *args, **kwargs)
+    a.membership.names_only()
+    for i in range(20):  # a successor's new names
+        zk.create(f"{path}/new-{i}", b'{"name":"web","id":"x","address":"10.9.0.1","port":80}', ephemeral=True)
+    for name in ours:
+        zk.delete(f"{path}/{name}")
+    eventually(lambda: not set(a.membership.snapshot(path)) & set(ours), 10, "our names to leave the mirror")
+    a.membership.refresh(path)  # a resync while handing over reads nothing either
+    assert reads == []
+    assert not any(name.startswith("new-") for name in a.membership.snapshot(path))
