@@ -94,6 +94,7 @@ class Operator:
             heartbeat=settings.resync_seconds,
             decisions=lambda: self.controller.decisions,
             cleared=lambda: self.controller.cleared,
+            caught_up=lambda: self.controller.caught_up(),
         )
         self._threads: list[threading.Thread] = []
 

@@ -95,6 +95,7 @@ class Controller:
         self._encoded: dict[str, tuple[str, dict[str, tuple[Instance, Wanted]]]] = {}  # path -> (format, cache)
         self._ensured: set[tuple[int, str]] = set()  # (session, path) whose parents exist
         self._term = 0  # the election's term this controller last took over in
+        self._written_term = 0  # the term whose takeover plans have all been written
         self._poked = False  # a wake-up that came while a turn was running
         self.claims = claims if claims is not None else Claims(client, "/zkregistry/default", timeout=timeout)
         self.service_acl = service_acl
@@ -103,9 +104,9 @@ class Controller:
         #: The latest admission decision of each registry (leader only); the reporter reads it.
         self.decisions: dict[Key, Decision] = {}
         self._owners: dict[str, Key] = {}  # path -> the admitted registry that writes it
-        #: Registries being deleted that have no registration left (leader only): their finalizer
-        #: may go. Decided at the end of a turn, when no write of this controller is in flight.
-        self.cleared: frozenset[Key] = frozenset()
+        #: The uids of registries being deleted that have no registration left (leader only): their
+        #: finalizer may go. Decided at the end of a turn, when no write of ours is in flight.
+        self.cleared: frozenset[str] = frozenset()
         self._admitted_version = -1  # the inventory's admission_version of `decisions`
         self._admission_term = -1  # the election term whose claims were read
 
@@ -382,19 +383,36 @@ class Controller:
             if not plans:
                 break
             plans = self._write(plans)
-        self.cleared = frozenset(r.key for r in deleting if self._is_cleared(r))
+        self.cleared = frozenset(r.uid for r in deleting if self._is_cleared(r))
+        self._written_term = self._term  # before the wake-up below: the reporter may write now
         self.on_reconciled(key for key, path in self._paths.items() if path in touched)
 
     def _is_cleared(self, registry: Registry) -> bool:
-        """Whether the deleted `registry` has no registration left under its path: none of ours
-        of its namespace, unless another registry writes the path now (they are that one's)."""
+        """Whether none of the registrations that the deleted `registry` wrote is left under its
+        path: ours of its namespace, but for those that another registry writing the path now
+        wants. Read afresh before saying so: a transaction whose reply was lost may have
+        committed, and a listing is answered after every earlier request of ours."""
         path = registry.service_path
-        if self._owners.get(path) not in (None, registry.key):
-            return True
-        if path in self._failures or path in self._deferred:  # the mirror may not know
+        if path in self._failures or path in self._deferred or self._left_by(registry):
             return False
-        return not self.membership.count(
-            path, lambda n: is_ours(n, self.owner) and n.member is not None and n.member.namespace == registry.namespace
+        try:
+            self.membership.refresh(path)
+        except zk.ERRORS:
+            return False
+        return not self._left_by(registry)
+
+    def _left_by(self, registry: Registry) -> bool:
+        path = registry.service_path
+        key = self._owners.get(path)
+        writer = self.inventory.registry(key) if key is not None and key != registry.key else None
+        kept = self.inventory.desired(writer)[0].keys() if writer is not None else set()
+        return bool(
+            self.membership.count(
+                path,
+                lambda n: is_ours(n, self.owner)
+                and n.member.namespace == registry.namespace
+                and n.member.uid not in kept,
+            )
         )
 
     def _write(self, plans: dict[str, list[Op]]) -> dict[str, list[Op]]:
@@ -534,6 +552,11 @@ class Controller:
         self._failures.pop(path, None)
         for key in [k for k, p in self._paths.items() if p == path]:
             del self._paths[key]
+
+    def caught_up(self) -> bool:
+        """Whether this leader has written the plans of its takeover: until then its status
+        reports would only compete with them for the interpreter, and show a partial picture."""
+        return self.election.writable and self._written_term == self.election.term
 
     # -- graceful handover ------------------------------------------------------------------
 

@@ -56,15 +56,18 @@ class Reporter:
         timeout: float = 10.0,
         heartbeat: float = 30.0,
         decisions: Callable[[], Mapping[Key, Decision]] = dict,
-        cleared: Callable[[], Collection[Key]] = frozenset,
+        cleared: Callable[[], Collection[str]] = frozenset,
+        caught_up: Callable[[], bool] = lambda: True,
     ) -> None:
         """`decisions()` returns the controller's latest admission decision of each registry; a
-        registry without one is not reported until it has one. `cleared()` returns the registries
-        being deleted whose registrations are all gone (`Controller.cleared`): only theirs lose
-        the finalizer."""
+        registry without one is not reported until it has one. `cleared()` returns the uids of
+        the registries being deleted whose registrations are all gone (`Controller.cleared`):
+        only theirs lose the finalizer. Nothing is reported before `caught_up()`: a new leader writes its
+        takeover's registrations first (`Controller.caught_up`), then tells us what it touched."""
         self.client = client
         self.decisions = decisions
         self.cleared = cleared
+        self.caught_up = caught_up
         self._refused: dict[Key, str] = {}  # registry -> the refusal we last posted an Event for
         self.inventory = inventory
         self.membership = membership
@@ -117,7 +120,7 @@ class Reporter:
     def _may_write(self) -> bool:
         """Only the leader writes, only while connected, and only with its fence confirmed."""
         node = self.election.node
-        if self.paused.is_set() or not self.election.writable or node is None:
+        if self.paused.is_set() or not self.election.writable or node is None or not self.caught_up():
             return False
         try:
             exists = zk.wait(self.client.exists_async(node), self.timeout) is not None
@@ -204,7 +207,7 @@ class Reporter:
         if registry.deleting:
             # Whatever admission now says of a registry being deleted, its finalizer holds until
             # the controller has seen it deleting and finds none of its registrations left.
-            if registry.key in self.cleared() and api.FINALIZER in registry.finalizers:
+            if registry.uid in self.cleared() and api.FINALIZER in registry.finalizers:
                 self.kube.set_finalizers(registry, [f for f in registry.finalizers if f != api.FINALIZER])
             return
         if api.FINALIZER not in registry.finalizers:

@@ -16,10 +16,11 @@ from zk.test_election import drop_connection
 from zkregistry.claims import Claims
 from zkregistry.controller import Controller
 from zkregistry.election import Election
+from zkregistry.formats import curator
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
-from zkregistry.model import Deployment, Pod, Registry
-from zkregistry.writer import Writer
+from zkregistry.model import Deployment, Instance, Pod, Registry
+from zkregistry.writer import Outcome, Writer
 
 NS = "shop"
 
@@ -167,11 +168,9 @@ def test_a_fence_whose_data_changed_still_fences(zk, setup):
     eventually(lambda: len(zk.get_children(path)) == 2, 10, "a write fenced by the touched znode")
 
 
-def test_a_deleted_registry_is_cleared_only_once_no_write_of_its_own_is_in_flight(zk, setup):
-    """The finalizer of a deleted registry may go when `Controller.cleared` says so. A create
-    planned before the deletion was seen and still in flight must hold it: the mirror does not
-    show that znode yet, but ZooKeeper will."""
-    path = setup.registry("web", 0)
+def hold_writes(setup: Setup) -> tuple[threading.Event, threading.Event]:
+    """Makes the controller's next writes wait for the returned gate; `entered` is set once one
+    does."""
     gate, entered = threading.Event(), threading.Event()
     apply = setup.controller.writer.apply
 
@@ -181,17 +180,109 @@ def test_a_deleted_registry_is_cleared_only_once_no_write_of_its_own_is_in_fligh
         return apply(plans, fence)
 
     setup.controller.writer.apply = held
-    setup.start()
-    setup.inventory.put_pod(pod("web-0", "web", "10.0.0.1"))
-    assert entered.wait(10), "the create was never written"
-    setup.inventory.put_registry(dataclasses.replace(setup.inventory.registry((NS, "web")), deleting=True))
+    return gate, entered
+
+
+def never_cleared_while_in_flight(setup: Setup, gate: threading.Event, uid: str) -> None:
     try:
-        # However long the write stays in flight, the registry is not cleared meanwhile.
         for _ in range(20):
-            assert (NS, "web") not in setup.controller.cleared, "cleared while a create was in flight"
+            assert uid not in setup.controller.cleared, "cleared while a create was in flight"
             setup.controller.wake()
             threading.Event().wait(0.1)
     finally:
         gate.set()
-    eventually(lambda: (NS, "web") in setup.controller.cleared, 10, "the registry to be cleared")
+
+
+def test_a_deleted_registry_is_cleared_only_once_no_write_of_its_own_is_in_flight(zk, setup):
+    """The finalizer of a deleted registry may go when `Controller.cleared` says so. A create
+    planned before the deletion was seen and still in flight must hold it: the mirror does not
+    show that znode yet, but ZooKeeper will. And a registry made again under the same name is
+    not cleared by what was decided of its predecessor."""
+    path = setup.registry("web", 0)
+    gate, entered = hold_writes(setup)
+    setup.start()
+    setup.inventory.put_pod(pod("web-0", "web", "10.0.0.1"))
+    assert entered.wait(10), "the create was never written"
+    first = setup.inventory.registry((NS, "web"))
+    setup.inventory.put_registry(dataclasses.replace(first, deleting=True))
+    never_cleared_while_in_flight(setup, gate, first.uid)
+    eventually(lambda: first.uid in setup.controller.cleared, 10, "the registry to be cleared")
     assert zk.get_children(path) == [], "cleared with a registration left"
+
+    setup.inventory.remove_registry(first.key)
+    gate, entered = hold_writes(setup)
+    second = dataclasses.replace(first, uid="r-web-2")
+    setup.inventory.put_registry(second)
+    assert entered.wait(10), "the second registry's create was never written"
+    setup.inventory.put_registry(dataclasses.replace(second, deleting=True))
+    never_cleared_while_in_flight(setup, gate, second.uid)
+    eventually(lambda: second.uid in setup.controller.cleared, 10, "the second registry to be cleared")
+    assert zk.get_children(path) == []
+
+
+def test_a_registration_the_mirror_missed_holds_a_deleted_registry(zk, setup):
+    """A create whose reply was lost commits all the same, and the mirror may not have listed it
+    yet: the controller reads the path afresh before it calls a deleted registry cleared."""
+    path = setup.registry("web", 0)
+    setup.start()
+    eventually(lambda: setup.controller.caught_up(), 10, "the first turn")
+    lost = Instance("uid-lost", "web", "10.0.0.9", 80, NS, "web-9", "web", 0)
+    setup.membership._list = lambda path: None  # no watch tells the mirror
+    zk.ensure_path(path)
+    zk.create(f"{path}/uid-lost", curator.CODEC.encode(lost, OWNER), ephemeral=True)
+    registry = setup.inventory.registry((NS, "web"))
+    setup.inventory.put_registry(dataclasses.replace(registry, deleting=True))
+
+    left_when_cleared: list[list[str]] = []
+
+    def cleared() -> bool:
+        if registry.uid not in setup.controller.cleared:
+            return False
+        left_when_cleared.append(zk.get_children(path))
+        return True
+
+    eventually(cleared, 10, "the registry to be cleared")
+    assert left_when_cleared == [[]], "cleared with a registration left"
+
+
+def test_a_deleted_registry_whose_successor_failed_to_delete_its_members_is_not_cleared(zk, setup):
+    """Two registries of one namespace ask for one path; the older writes it. Once it is being
+    deleted the other takes the path over, and deletes the members it does not want: until that
+    has worked, the deleted one keeps its finalizer."""
+    path = setup.registry("web", 2)
+    older = dataclasses.replace(setup.inventory.registry((NS, "web")), created="2026-01-01T00:00:00Z")
+    setup.inventory.put_registry(older)
+    setup.inventory.put_registry(
+        Registry(NS, "later", "r-later", "web", f"{setup.root}/web", created="2026-06-01T00:00:00Z")
+    )
+    setup.start()
+    eventually(lambda: len(zk.get_children(path)) == 2, 10, "2 registrations")
+    fail = threading.Event()
+    fail.set()
+    apply = setup.controller.writer.apply
+
+    def failing(plans, fence):  # as a transaction whose reply was lost
+        if fail.is_set():
+            return {path: Outcome(failed=len(ops)) for path, ops in plans.items()}
+        return apply(plans, fence)
+
+    setup.controller.writer.apply = failing
+    first = setup.inventory.registry((NS, "web"))
+    setup.inventory.put_registry(dataclasses.replace(first, deleting=True))
+    for _ in range(20):
+        assert first.uid not in setup.controller.cleared, "cleared while its members are registered"
+        setup.controller.wake()
+        threading.Event().wait(0.1)
+    fail.clear()
+    eventually(lambda: first.uid in setup.controller.cleared, 15, "the registry to be cleared")
+    assert zk.get_children(path) == []
+
+
+def test_a_new_leader_is_caught_up_once_its_takeover_plans_are_written(zk, setup):
+    path = setup.registry("web", 3)
+    setup.inventory.synced.set()
+    setup.election.join()
+    setup.election.step()
+    assert setup.election.writable and not setup.controller.caught_up(), "caught up before any plan"
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
+    assert setup.controller.caught_up() and len(zk.get_children(path)) == 3
