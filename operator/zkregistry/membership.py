@@ -65,6 +65,7 @@ class Membership:
         self._keys: dict[str, dict[str, set[str]]] = {}  # path -> instance key -> names
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
         self._reading = True  # read new children (False once handing over: see `names_only`)
+        self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._lock = threading.Lock()
 
     # -- what callers read ------------------------------------------------------------------
@@ -171,6 +172,21 @@ class Membership:
             self.on_change(path, changed)
             return
 
+    def hold(self, paths: Iterable[str]) -> None:
+        """A write of ours to `paths` begins: their listings wait until `release`. Each of our
+        transactions fires the children watch, and a listing answered before its `applied` is
+        stale and sent again: without this, one listing of the whole path per transaction."""
+        with self._lock:
+            for path in paths:
+                self._held.setdefault(path, False)
+
+    def release(self, paths: Iterable[str]) -> None:
+        """The write to `paths` is over and `applied`: send the listings that waited, one per path."""
+        with self._lock:
+            due = [path for path in paths if self._held.pop(path, False)]
+        for path in due:
+            self._list(path)
+
     def applied(self, path: str, ops: Iterable[Op], results: list, session: int) -> None:
         """Record the effect of a committed transaction of ours: `results` are kazoo's, in the
         order of the ZooKeeper operations that `ops` expanded to."""
@@ -191,7 +207,12 @@ class Membership:
                 elif not isinstance(op, Delete):
                     new = op.new if isinstance(op, Replace) else op
                     name = str(results[position]).rsplit("/", 1)[1]
-                    _put(nodes, keys, replace(_node(name, new.data, None, session, 0), created=now))
+                    node = _twin(nodes, keys, new.uid, new.data)
+                    if node is None:
+                        node = _node(name, new.data, None, session, 0)
+                    else:  # a takeover's new name for the same bytes: the member is known
+                        node = Node(name=name, data=new.data, version=0, session=session, member=node.member)
+                    _put(nodes, keys, replace(node, created=now))
                     position += 1
 
     def _settled(self, node: Node) -> bool:
@@ -208,6 +229,9 @@ class Membership:
     def _list(self, path: str) -> None:
         with self._lock:
             if path not in self._nodes:
+                return
+            if path in self._held:  # after the write (`release`)
+                self._held[path] = True
                 return
             epoch = self._epochs.get(path, 0)
         self.client.get_children_async(path, watch=self._on_children).rawlink(
@@ -277,6 +301,15 @@ def _node(name: str, data: bytes, stat, session: int = 0, version: int = 0) -> N
     if stat is not None:
         session, version = stat.ephemeralOwner, stat.version
     return Node(name=name, data=data, version=version, session=session, member=member)
+
+
+def _twin(nodes: dict[str, Node], keys: dict[str, set[str]], uid: str | None, data: bytes) -> Node | None:
+    """A node already held for pod `uid` with exactly these bytes, if any."""
+    for name in keys.get(uid, ()) if uid else ():
+        node = nodes[name]
+        if node.data == data:
+            return node
+    return None
 
 
 def _keys_of(nodes: Iterable[Node]) -> set[str]:

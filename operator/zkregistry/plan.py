@@ -56,7 +56,7 @@ class Create:
     name: str
     data: bytes
     sequential: bool = False
-    uid: str = field(default="", compare=False)  # the pod's, for metrics only
+    uid: str = field(default="", compare=False)  # the pod's: for metrics, and the mirror's index
 
 
 @dataclass(frozen=True, slots=True)

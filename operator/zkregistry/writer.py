@@ -47,6 +47,13 @@ class Writer:
     def apply(self, plans: Mapping[str, Sequence[Op]], fence: str) -> dict[str, Outcome]:
         """Apply each path's operations, every transaction fenced by the existence of `fence`;
         the mirror records what committed. One Outcome per path."""
+        self.membership.hold(plans)
+        try:
+            return self._apply(plans, fence)
+        finally:
+            self.membership.release(plans)
+
+    def _apply(self, plans: Mapping[str, Sequence[Op]], fence: str) -> dict[str, Outcome]:
         outcomes = {path: Outcome() for path in plans}
         session = self.client.client_id[0] if self.client.client_id else 0
         pending = []

@@ -10,6 +10,7 @@ from kazoo.protocol.states import EventType
 
 from conftest import eventually
 from zk.conftest import OWNER, wanted
+from zkregistry import formats
 from zkregistry.formats import serverset
 from zkregistry.model import Instance
 from zkregistry.plan import ALTERNATE, Create, Wanted, calculate
@@ -192,3 +193,45 @@ def test_a_mirror_handing_over_learns_which_names_are_gone_and_reads_no_new_one(
     a.membership.refresh(path)  # a resync while handing over reads nothing either
     assert reads == []
     assert not any(name.startswith("new-") for name in a.membership.snapshot(path))
+
+
+def test_the_mirror_lists_a_path_once_after_a_write_not_once_per_transaction(zk, replica_factory):
+    """Each of our transactions fires the children watch; listing the path again for each is
+    O(path) per transaction. While a write is in flight the listing waits, and one follows it."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    listings: list[str] = []
+    get_children_async = a.client.get_children_async
+    a.client.get_children_async = lambda p, *args, **kwargs: (
+        listings.append(p) or get_children_async(p, *args, **kwargs)
+    )
+    applied = a.membership.applied
+
+    def slow(*args, **kwargs) -> None:  # a controller thread that waits for the interpreter
+        threading.Event().wait(0.02)
+        applied(*args, **kwargs)
+
+    a.membership.applied = slow
+    outcome = a.sync(wanted(200, "web"))  # 20 transactions of 10
+    assert outcome.applied == 200
+    zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
+    eventually(lambda: a.membership.has(path, "vm-1"), 5, "a foreign member seen after the write")
+    assert len(listings) <= 3, f"{len(listings)} listings for one write"
+
+
+def test_the_mirror_does_not_decode_a_registration_it_holds_under_another_name(zk, replica_factory, monkeypatch):
+    """A takeover creates each pod's znode anew, with the bytes of the one it supersedes: the
+    mirror takes the member it already decoded rather than parse 10,000 payloads again."""
+    a = replica_factory("a")
+    a.lead()
+    assert a.sync(wanted(20, "web")).applied == 20
+    old = {name: node.member for name, node in a.membership.snapshot(a.path).items()}
+    decoded: list[str] = []
+    read_any = formats.read_any
+    monkeypatch.setattr(formats, "read_any", lambda name, data: decoded.append(name) or read_any(name, data))
+    taken_over = [Create(f"{uid}{ALTERNATE}", w.data, uid=uid) for uid, w in wanted(20, "web").items()]
+    assert a.writer.apply({a.path: taken_over}, a.election.node)[a.path].applied == 20
+    assert decoded == []
+    nodes = a.membership.snapshot(a.path)
+    assert all(nodes[f"{uid}{ALTERNATE}"].member == old[uid] for uid in old)
