@@ -224,8 +224,8 @@ class Controller:
             self._prepare(path)
         if refresh and self.client.connected:
             for path in self.membership.paths():
-                try:
-                    self.membership.refresh(path)
+                try:  # the leader also checks that nobody rewrote its registrations by hand
+                    self.membership.refresh(path, verify=leading)
                 except zk.LOST as error:  # the connection: do not wait on every path in turn
                     log.warning("could not read %s: %s", path, type(error).__name__)
                     break

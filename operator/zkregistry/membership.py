@@ -5,7 +5,8 @@ once), whoever wrote the znodes. The mirror follows ZooKeeper through one childr
 path: a listing drops the names that are gone and reads only the names it has not seen, so that a
 mass expiry of 10,000 znodes is one watch event and one listing per path. The writer applies the
 results of our own transactions, so that the next plan sees them without a round trip. There is
-no data watch per child: our own znodes change only through our transactions, and a child that
+no data watch per child: our own znodes change only through our transactions, unless someone
+rewrites one by hand (the leader's periodic resync compares their versions), and a child that
 another process rewrites in place is read again by `refresh` (the periodic resync).
 
 Watch callbacks never block: listings and reads are asynchronous, and their results are applied
@@ -117,14 +118,16 @@ class Membership:
         shows it."""
         self._reading = False
 
-    def refresh(self, path: str, reread: bool = False) -> None:
+    def refresh(self, path: str, reread: bool = False, verify: bool = False) -> None:
         """List `path` afresh, which sets its children watch again (a reconnect drops it), and read
-        the children that need it: with `reread` every one, else only those new to the mirror and
-        those not of a known format of ours (ours change only through transactions of ours; a
-        foreign one may have been rewritten in place, which no watch tells). Blocking, each call
-        bounded by `timeout`; raises one of `zk.ERRORS` if the listing fails. A child that cannot
-        be read (NoAuth) is kept, with no member. Under a stream of our own transactions it may give
-        up after a few attempts: the watch keeps the mirror current meanwhile."""
+        the children that need it: with `reread` every one, else those new to the mirror and those
+        not of a known format of ours (a foreign one may have been rewritten in place, which no
+        watch tells). Ours change only through transactions of ours, unless someone rewrites one
+        by hand: with `verify`, the stat of each is fetched (no data) and one whose version or
+        owner differs from the mirror's is read again. Blocking, each call bounded by `timeout`;
+        raises one of `zk.ERRORS` if the listing fails. A child that cannot be read (NoAuth) is
+        kept, with no member. Under a stream of our own transactions it may give up after a few
+        attempts: the watch keeps the mirror current meanwhile."""
         for _ in range(REFRESH_ATTEMPTS):
             with self._lock:
                 if path not in self._nodes:
@@ -141,6 +144,8 @@ class Membership:
             wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
             if not self._reading:
                 wanted = []
+            elif verify and not reread:
+                wanted += self._rewritten(path, set(names) - set(wanted), known)
             reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]
             nodes = {name: known[name] for name in names if name in known}
             for name, result in reads:
@@ -171,6 +176,18 @@ class Membership:
                 self._keys[path] = _index(nodes.values())
             self.on_change(path, changed)
             return
+
+    def _rewritten(self, path: str, names: Iterable[str], known: dict[str, Node]) -> list[str]:
+        """Those of `names` (ours, in `known`) whose znode's version or owner is not what the
+        mirror holds: pipelined stats, no data. One gone meanwhile is left to the listing."""
+        stats = [(name, self.client.exists_async(f"{path}/{name}")) for name in names]
+        changed = []
+        for name, result in stats:
+            stat = zk.wait(result, self.timeout)
+            node = known[name]
+            if stat is not None and (stat.version != node.version or stat.ephemeralOwner != node.session):
+                changed.append(name)
+        return changed
 
     def hold(self, paths: Iterable[str]) -> None:
         """A write of ours to `paths` begins: their listings wait until `release`. Each of our

@@ -38,7 +38,7 @@ class Setup:
             on_pods=lambda key, uids: self.controller.pods_changed(key, uids),
         )
         self.membership = Membership(
-            self.client, on_change=lambda path, uids: self.controller.path_changed(path, uids), timeout=4
+            self.client, on_change=lambda path, uids: self.controller.path_changed(path, uids), timeout=4, owner=OWNER
         )
         self.election = Election(self.client, f"{root}/election", "r0", on_change=lambda: self.controller.wake())
         self.controller = Controller(
