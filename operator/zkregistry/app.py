@@ -35,6 +35,8 @@ from zkregistry.writer import Writer
 log = logging.getLogger("zkregistry")
 
 CLOSE_TIMEOUT = 5.0  # seconds that closing the ZooKeeper session may take at exit
+#: Seconds without progress after which a handover asks ZooKeeper who owns what it waits for.
+RECHECK_AFTER = 3.0
 
 
 class Operator:
@@ -178,9 +180,9 @@ class Operator:
             return max(0.0, deadline - time.monotonic())
 
         self.paused.set()
-        self.membership.names_only()  # from now on it only needs to see our own znodes go
         if self.controller.writing.acquire(timeout=left()):  # no write of ours still in flight
             self.controller.writing.release()
+        self.membership.names_only()  # from now on it only needs to see our own znodes go
         was_leader = self.election.leader
         successors = self.election.others(timeout=min(left(), self.settings.session_timeout)) if was_leader else 0
         try:
@@ -190,7 +192,15 @@ class Operator:
             successors = 0
         if was_leader and successors:
             log.info("handing over to the next replica (up to %.0f s)", left())
-            while self.controller.owned() and left() > 0:
+            last, since = -1, time.monotonic()
+            while (owned := self.controller.owned()) and left() > 0:
+                if owned != last:
+                    last, since = owned, time.monotonic()
+                elif time.monotonic() - since > RECHECK_AFTER:
+                    # A successor that replaced a znode in place (its other name was taken)
+                    # changed no listing: ask ZooKeeper who owns what the mirror says is ours.
+                    self.controller.recheck_owned()
+                    since = time.monotonic()
                 time.sleep(0.05)
             owned = self.controller.owned()
             if owned:

@@ -570,6 +570,16 @@ class Controller:
         )
 
 
+    def recheck_owned(self) -> None:
+        """Read the owner of each registration the mirror counts as this session's (stats only)
+        and read again those another session now holds. Blocking; errors are logged."""
+        for path in self.membership.paths():
+            try:
+                self.membership.refresh(path, verify=True)
+            except zk.ERRORS as error:
+                log.warning("could not check %s: %s", path, type(error).__name__)
+
+
 class _Names:
     """The names under a path, as the mirror knows them, for `plan.for_instance`."""
 

@@ -142,8 +142,8 @@ class Membership:
                 if zk.wait(self.client.exists_async(path, watch=self._on_children), self.timeout) is not None:
                     continue  # created meanwhile
             wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
-            if not self._reading:
-                wanted = []
+            if not self._reading:  # handing over: only whether our names are still ours
+                wanted = self._rewritten(path, [n for n in names if n in known], known) if verify else []
             elif verify and not reread:
                 wanted += self._rewritten(path, set(names) - set(wanted), known)
             reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]

@@ -235,3 +235,31 @@ def test_the_mirror_does_not_decode_a_registration_it_holds_under_another_name(z
     assert decoded == []
     nodes = a.membership.snapshot(a.path)
     assert all(nodes[f"{uid}{ALTERNATE}"].member == old[uid] for uid in old)
+
+
+def test_a_mirror_handing_over_sees_its_znode_replaced_in_place_by_the_successor(zk, replica_factory):
+    """With the pod's other name taken, the successor replaces the old znode in place (a delete
+    and a create of one name in one transaction): a listing shows no change, so the replica
+    handing over would wait for that znode until its deadline. Checking the owner of its own
+    names (stats, no data) shows that it owns it no longer."""
+    a, b = replica_factory("a"), replica_factory("b")
+    path = a.path
+    a.lead()
+    assert a.sync(wanted(1, "web")).applied == 1
+    zk.create(f"{path}/uid-0{ALTERNATE}", b"someone else's", ephemeral=True)
+    eventually(lambda: b.membership.has(path, "uid-0") and b.membership.has(path, f"uid-0{ALTERNATE}"), 5, "b's mirror")
+    a.membership.names_only()
+    b.lead()
+    a.election.leave(timeout=4)
+    eventually(lambda: (b.election.step(), b.election.writable)[1], 10, "b to lead")
+    plan = calculate(wanted(1, "web"), b.membership.snapshot(path), OWNER, b.session())
+    assert [type(op).__name__ for op in plan.ops] == ["Replace"]
+    assert b.writer.apply({path: plan.ops}, b.election.node)[path].applied == 1
+
+    def owned_by_a() -> int:
+        return a.membership.count(path, lambda n: n.session == a.session())
+
+    a.membership.refresh(path)
+    assert owned_by_a() == 1, "a listing alone cannot see a replace in place"
+    a.membership.refresh(path, verify=True)
+    assert owned_by_a() == 0
