@@ -74,11 +74,33 @@ def cluster(tmp_path_factory) -> Iterator:
     assert not left, f"control-plane processes left behind: {left}"
 
 
-@pytest.fixture
-def zk(ensemble) -> Iterator:
+def observer_client(hosts: str, timeout: float = 10):
+    """The tests' own ZooKeeper client, whose reads see every write that committed before them.
+
+    It reads through whichever server it is connected to, which may not have applied yet what
+    another client's server just committed: ZooKeeper orders each client's view, and promises
+    recency across clients only after a `sync`. So each of its reads syncs first."""
     from kazoo.client import KazooClient
 
-    client = KazooClient(ensemble.connection_string, timeout=10)
+    class ObserverClient(KazooClient):
+        def get_children(self, path, *args, **kwargs):
+            self.sync(path)
+            return super().get_children(path, *args, **kwargs)
+
+        def get(self, path, *args, **kwargs):
+            self.sync(path)
+            return super().get(path, *args, **kwargs)
+
+        def exists(self, path, *args, **kwargs):
+            self.sync(path)
+            return super().exists(path, *args, **kwargs)
+
+    return ObserverClient(hosts, timeout=timeout)
+
+
+@pytest.fixture
+def zk(ensemble) -> Iterator:
+    client = observer_client(ensemble.connection_string)
     client.start(timeout=30)
     yield client
     client.stop()
