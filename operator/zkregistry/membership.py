@@ -44,6 +44,9 @@ from zkregistry.plan import instance_key as _key
 log = logging.getLogger(__name__)
 
 REFRESH_ATTEMPTS = 5  # listings a refresh may try while transactions of ours keep landing
+#: Seconds between two listings of one path. Every write under a path fires its children watch,
+#: and each listing costs O(path): a burst of events then costs one listing per interval.
+LIST_INTERVAL = 0.1
 
 
 class Membership:
@@ -67,7 +70,11 @@ class Membership:
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
         self._reading = True  # read new children (False once handing over: see `names_only`)
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
+        self._listed: dict[str, float] = {}  # path -> when its last listing was sent
+        self._due: dict[str, float] = {}  # path -> when its deferred listing is to be sent
         self._lock = threading.Lock()
+        self._deferred = threading.Condition(self._lock)
+        self._lister: threading.Thread | None = None  # sends deferred listings; started on demand
 
     # -- what callers read ------------------------------------------------------------------
 
@@ -250,10 +257,41 @@ class Membership:
             if path in self._held:  # after the write (`release`)
                 self._held[path] = True
                 return
+            now = time.monotonic()
+            due = self._listed.get(path, -LIST_INTERVAL) + LIST_INTERVAL
+            if due > now:  # listed a moment ago: once more, a little later, for all events meanwhile
+                self._defer(path, due)
+                return
+            self._listed[path] = now
             epoch = self._epochs.get(path, 0)
         self.client.get_children_async(path, watch=self._on_children).rawlink(
             lambda result: self._on_listing(path, epoch, result)
         )
+
+    def _defer(self, path: str, due: float) -> None:
+        """Have `path` listed at `due` (lock held)."""
+        if path in self._due:
+            return
+        self._due[path] = due
+        if self._lister is None:
+            self._lister = threading.Thread(target=self._send_deferred, name="mirror-lister", daemon=True)
+            self._lister.start()
+        self._deferred.notify()
+
+    def _send_deferred(self) -> None:
+        while True:
+            with self._deferred:
+                while not self._due:
+                    self._deferred.wait()
+                now = time.monotonic()
+                due = [path for path, when in self._due.items() if when <= now]
+                if not due:
+                    self._deferred.wait(min(self._due.values()) - now)
+                    continue
+                for path in due:
+                    del self._due[path]
+            for path in due:
+                self._list(path)
 
     def _on_listing(self, path: str, epoch: int, result) -> None:
         try:

@@ -5,12 +5,13 @@ leader that cannot write."""
 from __future__ import annotations
 
 import threading
+import time
 
 from kazoo.protocol.states import EventType
 
 from conftest import eventually
 from zk.conftest import OWNER, wanted
-from zkregistry import formats
+from zkregistry import formats, membership
 from zkregistry.formats import serverset
 from zkregistry.model import Instance
 from zkregistry.plan import ALTERNATE, Create, Wanted, calculate
@@ -263,3 +264,24 @@ def test_a_mirror_handing_over_sees_its_znode_replaced_in_place_by_the_successor
     assert owned_by_a() == 1, "a listing alone cannot see a replace in place"
     a.membership.refresh(path, verify=True)
     assert owned_by_a() == 0
+
+
+def test_a_standby_lists_a_path_at_most_once_per_interval_under_a_burst(zk, replica_factory):
+    """A standby learns of each of the leader's writes by its children watch, and each event
+    would list the whole path again: O(path) per pod event. Listings of one path are at least
+    `membership.LIST_INTERVAL` apart, however many events come meanwhile, and the last event is
+    always followed by a listing."""
+    b = replica_factory("b")
+    path = b.path
+    listings: list[float] = []
+    get_children_async = b.client.get_children_async
+    b.client.get_children_async = lambda p, *args, **kwargs: (
+        listings.append(time.monotonic()) or get_children_async(p, *args, **kwargs)
+    )
+    started = time.monotonic()
+    for i in range(300):
+        zk.create(f"{path}/m-{i}", b'{"name":"web","id":"m","address":"10.0.0.1","port":80}', ephemeral=True)
+    elapsed = time.monotonic() - started
+    eventually(lambda: len(b.membership.snapshot(path)) == 300, 10, "every member in the mirror")
+    allowed = 2 + elapsed / membership.LIST_INTERVAL
+    assert len(listings) <= allowed, f"{len(listings)} listings in {elapsed:.2f} s (at most {allowed:.0f})"
