@@ -36,7 +36,7 @@ log = logging.getLogger("zkregistry")
 
 CLOSE_TIMEOUT = 5.0  # seconds that closing the ZooKeeper session may take at exit
 #: Seconds without progress after which a handover asks ZooKeeper who owns what it waits for.
-RECHECK_AFTER = 3.0
+RECHECK_AFTER = 5.0
 
 
 class Operator:
@@ -199,7 +199,7 @@ class Operator:
                 elif time.monotonic() - since > RECHECK_AFTER:
                     # A successor that replaced a znode in place (its other name was taken)
                     # changed no listing: ask ZooKeeper who owns what the mirror says is ours.
-                    self.controller.recheck_owned()
+                    self.controller.forget_disowned(deadline)
                     since = time.monotonic()
                 time.sleep(0.05)
             owned = self.controller.owned()

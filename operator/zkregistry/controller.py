@@ -433,40 +433,42 @@ class Controller:
                 del plans[path]
         if not plans:
             return {}
+        # Held until the mirror knows what the write did (the refresh after a failure included):
+        # a handover that took it may stop reading new children.
         with self.writing:
             fence = self.election.node
             if fence is None or not self.election.writable or self.paused.is_set():
                 return {}
             outcomes = self.writer.apply(plans, fence)
-        following: dict[str, list[Op]] = {}
-        fenced_out = False
-        for path, outcome in outcomes.items():
-            metrics.observe_write(outcome)
-            self._observe_registered(outcome.created)
-            if outcome.fence_gone:
-                fenced_out = True
-                continue
-            if outcome.failed:
-                # The path itself may be gone: Curator creates service paths as container
-                # znodes, which ZooKeeper deletes once they are empty.
-                self._ensured.discard((session, path))
-                self._failed(path)
-                first = self._failures[path][0] == 1
-                try:  # a stale mirror, most likely: list again; after that, read every child
-                    self.membership.refresh(path, reread=not first)
-                    if first:  # plan again at once
-                        following[path] = self._plan_path(path)
-                        continue
-                except zk.ERRORS:
-                    pass
-                self._deferred.add(path)
-                continue
-            self._failures.pop(path, None)
-            # The break of a takeover: the pods now registered twice, once the new znode settled.
-            twice = {uid for op in outcome.created if (uid := op.uid) and self._ours(path, uid) > 1}
-            if twice:
-                with self._wake:
-                    self._settling.append((time.monotonic() + SETTLE, path, twice))
+            following: dict[str, list[Op]] = {}
+            fenced_out = False
+            for path, outcome in outcomes.items():
+                metrics.observe_write(outcome)
+                self._observe_registered(outcome.created)
+                if outcome.fence_gone:
+                    fenced_out = True
+                    continue
+                if outcome.failed:
+                    # The path itself may be gone: Curator creates service paths as container
+                    # znodes, which ZooKeeper deletes once they are empty.
+                    self._ensured.discard((session, path))
+                    self._failed(path)
+                    first = self._failures[path][0] == 1
+                    try:  # a stale mirror, most likely: list again; after that, read every child
+                        self.membership.refresh(path, reread=not first)
+                        if first:  # plan again at once
+                            following[path] = self._plan_path(path)
+                            continue
+                    except zk.ERRORS:
+                        pass
+                    self._deferred.add(path)
+                    continue
+                self._failures.pop(path, None)
+                # The break of a takeover: the pods now registered twice, once the new znode settled.
+                twice = {uid for op in outcome.created if (uid := op.uid) and self._ours(path, uid) > 1}
+                if twice:
+                    with self._wake:
+                        self._settling.append((time.monotonic() + SETTLE, path, twice))
         if fenced_out:  # our election znode is gone: leadership ends, and no further round
             self.election.fence_lost(fence)
             return {}
@@ -569,15 +571,11 @@ class Controller:
             for path in self.membership.paths()
         )
 
-
-    def recheck_owned(self) -> None:
-        """Read the owner of each registration the mirror counts as this session's (stats only)
-        and read again those another session now holds. Blocking; errors are logged."""
-        for path in self.membership.paths():
-            try:
-                self.membership.refresh(path, verify=True)
-            except zk.ERRORS as error:
-                log.warning("could not check %s: %s", path, type(error).__name__)
+    def forget_disowned(self, deadline: float) -> None:
+        """Handing over: drop from the count of `owned` what ZooKeeper says is no longer this
+        session's (`Membership.forget_disowned`), waiting until `deadline` at the latest."""
+        session = self.client.client_id[0] if self.client.client_id else 0
+        self.membership.forget_disowned(session, self.owner, deadline)
 
 
 class _Names:

@@ -68,6 +68,7 @@ class Membership:
         self._nodes: dict[str, dict[str, Node]] = {}  # path -> name -> node
         self._keys: dict[str, dict[str, set[str]]] = {}  # path -> instance key -> names
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
+        self._seen: dict[str, int] = {}  # path -> changes the watch applied (a refresh retries on one)
         self._reading = True  # read new children (False once handing over: see `names_only`)
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
@@ -133,14 +134,16 @@ class Membership:
         by hand: with `verify`, the stat of each is fetched (no data) and one whose version or
         owner differs from the mirror's is read again. Blocking, each call bounded by `timeout`;
         raises one of `zk.ERRORS` if the listing fails. A child that cannot be read (NoAuth) is
-        kept, with no member. Under a stream of our own transactions it may give up after a few
-        attempts: the watch keeps the mirror current meanwhile."""
+        kept, with no member. A listing older than a change that the watch applied meanwhile is not
+        committed: it is sent again. Under a stream of our own transactions or of such changes it
+        may give up after a few attempts: the watch keeps the mirror current meanwhile."""
         for _ in range(REFRESH_ATTEMPTS):
             with self._lock:
                 if path not in self._nodes:
                     return
                 # Listings and reads still in flight are older than this one: they list again.
                 epoch = self._epochs[path] = self._epochs.get(path, 0) + 1
+                seen = self._seen.get(path, 0)
                 known = dict(self._nodes[path])
             try:
                 names = zk.wait(self.client.get_children_async(path, watch=self._on_children), self.timeout)
@@ -149,8 +152,8 @@ class Membership:
                 if zk.wait(self.client.exists_async(path, watch=self._on_children), self.timeout) is not None:
                     continue  # created meanwhile
             wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
-            if not self._reading:  # handing over: only whether our names are still ours
-                wanted = self._rewritten(path, [n for n in names if n in known], known) if verify else []
+            if not self._reading:
+                wanted = []
             elif verify and not reread:
                 wanted += self._rewritten(path, set(names) - set(wanted), known)
             reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]
@@ -174,8 +177,8 @@ class Membership:
             with self._lock:
                 if path not in self._nodes:
                     return
-                if self._epochs.get(path, 0) != epoch:
-                    continue  # a transaction of ours landed meanwhile: read again
+                if self._epochs.get(path, 0) != epoch or self._seen.get(path, 0) != seen:
+                    continue  # a transaction of ours, or a newer listing, landed meanwhile: again
                 old_nodes = self._nodes[path]
                 changed = _keys_of(n for name, n in nodes.items() if old_nodes.get(name) != n)
                 changed |= _keys_of(n for name, n in old_nodes.items() if name not in nodes)
@@ -195,6 +198,31 @@ class Membership:
             if stat is not None and (stat.version != node.version or stat.ephemeralOwner != node.session):
                 changed.append(name)
         return changed
+
+    def forget_disowned(self, session: int, owner: str, deadline: float) -> None:
+        """Handing over: fetch the stat of each znode that the mirror holds as ours and
+        `session`'s (pipelined, no data), and forget those gone or now another session's. A
+        successor that replaced one in place (its other name was taken) changed no listing.
+        Waits until `deadline` (monotonic) at the latest; errors leave the mirror as it was."""
+        with self._lock:
+            held = [
+                (path, node)
+                for path, nodes in self._nodes.items()
+                for node in nodes.values()
+                if node.session == session and node.member is not None and node.member.owner == owner
+            ]
+        stats = [(path, node, self.client.exists_async(f"{path}/{node.name}")) for path, node in held]
+        for path, node, result in stats:
+            try:
+                stat = zk.wait(result, max(0.0, deadline - time.monotonic()))
+            except zk.ERRORS:
+                return
+            if stat is not None and stat.ephemeralOwner == session:
+                continue
+            with self._lock:
+                nodes, keys = self._nodes.get(path), self._keys.get(path)
+                if nodes is not None and keys is not None and nodes.get(node.name) is node:
+                    _drop(nodes, keys, node.name)
 
     def hold(self, paths: Iterable[str]) -> None:
         """A write of ours to `paths` begins: their listings wait until `release`. Each of our
@@ -316,6 +344,8 @@ class Membership:
                 gone = [nodes[name] for name in nodes.keys() - names]
                 for node in gone:
                     _drop(nodes, keys, node.name)
+                if gone:
+                    self._seen[path] = self._seen.get(path, 0) + 1
                 new = names - nodes.keys() if self._reading else set()
                 epoch_now = self._epochs.get(path, 0)
         if stale:  # older than a transaction of ours: list again
@@ -342,6 +372,7 @@ class Membership:
             if not stale:
                 node = _node(name, data, stat)
                 _put(nodes, keys, node)
+                self._seen[path] = self._seen.get(path, 0) + 1
         if stale:  # sent before a transaction of ours landed: list again
             return self._list(path)
         self.on_change(path, _keys_of([node]))
