@@ -224,8 +224,8 @@ class Controller:
             self._prepare(path)
         if refresh and self.client.connected:
             for path in self.membership.paths():
-                try:  # the leader also checks that nobody rewrote its registrations by hand
-                    self.membership.refresh(path, verify=leading)
+                try:
+                    self.membership.refresh(path)
                 except zk.LOST as error:  # the connection: do not wait on every path in turn
                     log.warning("could not read %s: %s", path, type(error).__name__)
                     break
@@ -233,6 +233,8 @@ class Controller:
                     log.warning("could not read %s: %s", path, type(error).__name__)
                     continue
                 self._failures.pop(path, None)  # read afresh: worth trying at once again
+                if leading:  # and nobody rewrote one of ours by hand (asynchronous)
+                    self.membership.verify(path)
         if leading:
             self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again

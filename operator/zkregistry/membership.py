@@ -126,13 +126,12 @@ class Membership:
         shows it."""
         self._reading = False
 
-    def refresh(self, path: str, reread: bool = False, verify: bool = False) -> None:
+    def refresh(self, path: str, reread: bool = False) -> None:
         """List `path` afresh, which sets its children watch again (a reconnect drops it), and read
         the children that need it: with `reread` every one, else those new to the mirror and those
-        not of a known format of ours (a foreign one may have been rewritten in place, which no
-        watch tells). Ours change only through transactions of ours, unless someone rewrites one
-        by hand: with `verify`, the stat of each is fetched (no data) and one whose version or
-        owner differs from the mirror's is read again. Blocking, each call bounded by `timeout`;
+        not of a known format of ours (ours change only through transactions of ours, or by hand:
+        see `verify`; a foreign one may have been rewritten in place, which no watch tells).
+        Blocking, each call bounded by `timeout`;
         raises one of `zk.ERRORS` if the listing fails. A child that cannot be read (NoAuth) is
         kept, with no member. A listing older than a change that the watch applied meanwhile is not
         committed: it is sent again. Under a stream of our own transactions or of such changes it
@@ -154,8 +153,6 @@ class Membership:
             wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
             if not self._reading:
                 wanted = []
-            elif verify and not reread:
-                wanted += self._rewritten(path, set(names) - set(wanted), known)
             reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]
             nodes = {name: known[name] for name in names if name in known}
             for name, result in reads:
@@ -187,17 +184,31 @@ class Membership:
             self.on_change(path, changed)
             return
 
-    def _rewritten(self, path: str, names: Iterable[str], known: dict[str, Node]) -> list[str]:
-        """Those of `names` (ours, in `known`) whose znode's version or owner is not what the
-        mirror holds: pipelined stats, no data. One gone meanwhile is left to the listing."""
-        stats = [(name, self.client.exists_async(f"{path}/{name}")) for name in names]
-        changed = []
-        for name, result in stats:
-            stat = zk.wait(result, self.timeout)
-            node = known[name]
-            if stat is not None and (stat.version != node.version or stat.ephemeralOwner != node.session):
-                changed.append(name)
-        return changed
+    def verify(self, path: str) -> None:
+        """Check that nobody rewrote our registrations under `path` by hand: fetch the stat of
+        each (pipelined, no data, without blocking) and read again, through the watch's path, one
+        whose version or owner is not the mirror's; the change is then reported (`on_change`)."""
+        with self._lock:
+            ours = [n for n in self._nodes.get(path, {}).values() if self._settled(n)]
+        for node in ours:
+            self.client.exists_async(f"{path}/{node.name}").rawlink(
+                lambda result, node=node: self._on_stat(path, node, result)
+            )
+
+    def _on_stat(self, path: str, node: Node, result) -> None:
+        try:
+            stat = result.get()
+        except zk.ERRORS:  # the next resync checks again
+            return
+        if stat is None or (stat.version == node.version and stat.ephemeralOwner == node.session):
+            return  # unchanged, or gone (which the children watch tells)
+        with self._lock:
+            if self._nodes.get(path, {}).get(node.name) is not node:
+                return  # the mirror has moved on meanwhile
+            epoch = self._epochs.get(path, 0)
+        self.client.get_async(f"{path}/{node.name}").rawlink(
+            lambda result: self._on_read(path, node.name, epoch, result)
+        )
 
     def forget_disowned(self, session: int, owner: str, deadline: float) -> None:
         """Handing over: fetch the stat of each znode that the mirror holds as ours and
