@@ -131,11 +131,11 @@ class Membership:
         the children that need it: with `reread` every one, else those new to the mirror and those
         not of a known format of ours (ours change only through transactions of ours, or by hand:
         see `verify`; a foreign one may have been rewritten in place, which no watch tells).
-        Blocking, each call bounded by `timeout`;
-        raises one of `zk.ERRORS` if the listing fails. A child that cannot be read (NoAuth) is
-        kept, with no member. A listing older than a change that the watch applied meanwhile is not
-        committed: it is sent again. Under a stream of our own transactions or of such changes it
-        may give up after a few attempts: the watch keeps the mirror current meanwhile."""
+        Blocking, each call bounded by `timeout`; raises one of `zk.ERRORS` if the listing fails.
+        A child that cannot be read (NoAuth) is kept, with no member. A listing older than a change
+        that the watch applied meanwhile is not committed but sent again. Under a stream of our
+        own transactions or of such changes it may give up after a few attempts: the watch keeps
+        the mirror current meanwhile."""
         for _ in range(REFRESH_ATTEMPTS):
             with self._lock:
                 if path not in self._nodes:
