@@ -90,7 +90,8 @@ def lines(r: dict, image: str | None) -> list[str]:
         "",
         "## Replica processes",
         "",
-        "Sampled every 5 s from /proc; slopes by least squares, per hour. A restarted replica is a new process.",
+        "Sampled every 5 s from /proc; slopes by least squares, per hour, leaving out each process's first minute. "
+        "A restarted replica is a new process.",
         "",
         "| process | span (s) | RSS first -> last (MiB) | RSS slope | threads first -> last | slope "
         "| fds first -> last | slope |",
@@ -125,15 +126,23 @@ def plot(out: Path, results: dict, timeline: list[dict]) -> str | None:
             ax_f.broken_barh([(f["start"] - t0, max(end - f["start"], 0.5))], (y - 0.4, 0.8), color=colors(y))
         if r["converged"]:
             ax_f.axvspan(r["healed"] - t0, r["converged"] - t0, color="0.85", zorder=0)
+        else:
+            ax_f.axvspan(r["healed"] - t0, r["healed"] - t0 + results["bound_s"], color="mistyrose", zorder=0)
     for v in results["violations"]:
         ax_f.axvline(v["t"] - t0, color="red", linewidth=1)
     ax_f.set_yticks(range(len(kinds)), kinds)
-    ax_f.set_title(f"soak seed {results['seed']}: faults (grey: until converged; red: broken invariant)")
+    ax_f.set_title(
+        f"soak seed {results['seed']}: faults (grey: until converged; pink: not converged within the bound; "
+        "red: broken invariant)"
+    )
     xs = [row["t"] - t0 for row in timeline]
-    for registry in results["settings"]["registries"]:
-        ax_m.plot(xs, [row["members"].get(registry) for row in timeline], label=f"{registry} znodes", linewidth=1)
+    for i, registry in enumerate(results["settings"]["registries"]):
+        color = f"C{i}"
         ax_m.plot(
-            xs, [(row["desired"] or {}).get(registry) for row in timeline], linestyle=":", linewidth=1,
+            xs, [row["members"].get(registry) for row in timeline], color=color, linewidth=1, label=f"{registry} znodes"
+        )
+        ax_m.plot(
+            xs, [(row["desired"] or {}).get(registry) for row in timeline], color=color, linestyle=":", linewidth=1.5,
             label=f"{registry} Ready pods",
         )
     ax_m.set_ylabel("members")

@@ -53,6 +53,7 @@ REPLICAS = 3
 BOUND = 60.0  # seconds after a round heals within which every invariant must hold again
 SESSION_TIMEOUT = 4.0
 RESYNC_SECONDS = 15  # a znode corrupted in place is found at the next resync
+WARMUP = 60.0  # seconds of a replica's start left out of its resource slopes
 GAP = (3.0, 10.0)  # seconds of calm between two rounds
 
 _started = time.monotonic()
@@ -323,10 +324,12 @@ def stats(values: list[float]) -> dict:
 
 def resources(processes: dict[str, list[tuple[float, dict]]]) -> dict:
     """Per replica process ("name pid"): its span, first and last samples, and the least-squares
-    slope per hour of RSS, threads and descriptors (a restarted replica is a new process)."""
+    slope per hour of RSS, threads and descriptors (a restarted replica is a new process). The
+    slope leaves out a process's first WARMUP seconds: its start-up is growth, not a leak."""
     out = {}
     for key, samples in processes.items():
         span = samples[-1][0] - samples[0][0]
+        steady = [(t, v) for t, v in samples if t >= samples[0][0] + WARMUP]
         out[key] = {
             "samples": len(samples),
             "span_s": round(span, 1),
@@ -334,7 +337,7 @@ def resources(processes: dict[str, list[tuple[float, dict]]]) -> dict:
             "last": samples[-1][1],
             **{
                 f"{metric}_per_hour": (
-                    None if (s := slope_per_hour([(t, v[metric]) for t, v in samples])) is None else round(s, 2)
+                    None if (s := slope_per_hour([(t, v[metric]) for t, v in steady])) is None else round(s, 2)
                 )
                 for metric in ("rss_mib", "threads", "fds")
             },
