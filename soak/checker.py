@@ -78,9 +78,13 @@ class Checker:
         self, workload: Workload, zk: KazooClient, slots: Slots, owner: str, foreign: Foreign
     ) -> None:
         self.workload, self.zk, self.slots, self.owner, self.foreign = workload, zk, slots, owner, foreign
+        self.exits: list[dict] = []  # replicas that exited by themselves: {t, name, code}
 
     def problems(self) -> list[str]:
-        """Every invariant that does not hold now (empty: all hold at one moment)."""
+        """Every invariant that does not hold now (empty: all hold at one moment). A replica that
+        exited by itself is restarted first, and recorded in `exits`."""
+        for name, code in self.slots.revive():
+            self.exits.append({"t": time.time(), "name": name, "code": code})
         desired, _ = self.workload.desired()
         paths = {r: read_path(self.zk, p, self.owner) for r, p in self.workload.paths.items()}
         after, _ = self.workload.desired()

@@ -156,6 +156,17 @@ class Slots:
             self.current[name] = replica
         return replica
 
+    def revive(self) -> list[tuple[str, int | None]]:
+        """Restarts, as the kubelet would, every replica that exited while no fault held it (its
+        /healthz gave up, or it crashed); returns (name, exit code) of each."""
+        revived = []
+        with self.lock:
+            dead = [r for n, r in self.current.items() if n not in self.busy and not r.alive()]
+        for replica in dead:
+            revived.append((replica.name, replica.process.poll()))
+            self.restart(replica.name)
+        return revived
+
     def serving(self) -> list[Replica]:
         """The replicas that run and are not held by a fault (a paused one cannot answer)."""
         with self.lock:

@@ -106,7 +106,17 @@ def lines(r: dict, image: str | None) -> list[str]:
     md += [
         "",
         f"Churn actions: {r['churn']['actions']}; failed (API server away): {r['churn']['failed']}.",
+        "",
+        "Replicas that exited by themselves (restarted by the soak, as the kubelet would): "
+        + (", ".join(f"{e['name']} at +{e['at_s']:g} s (exit {e['code']})" for e in r["replica_exits"]) or "none")
+        + ".",
+        "",
+        "Tracebacks in the replicas' logs: "
+        + (", ".join(f"{name} {t['count']}" for name, t in r["tracebacks"].items()) or "none")
+        + ".",
     ]
+    for name, t in r["tracebacks"].items():
+        md += ["", f"First traceback of {name}:", "", "```", t["first"], "```"]
     return md
 
 

@@ -307,6 +307,8 @@ class Soak:
             "observer_blind_s": blind,
             "resources": resources(self.sampler.processes if self.sampler else {}),
             "churn": {"actions": dict(self.workload.actions), "failed": dict(self.workload.failures)},
+            "replica_exits": [{**e, "at_s": round(e["t"] - self.t0, 1)} for e in self.checker.exits],
+            "tracebacks": tracebacks(self.workdir / "replicas"),
             "violations": [{**v, "at_s": round(v["t"] - self.t0, 1)} for v in self.violations],
             "round_log": [r.as_dict() for r in self.rounds],
             "t0": self.t0,
@@ -342,6 +344,18 @@ def resources(processes: dict[str, list[tuple[float, dict]]]) -> dict:
                 for metric in ("rss_mib", "threads", "fds")
             },
         }
+    return out
+
+
+def tracebacks(folder: Path) -> dict[str, dict]:
+    """Per replica log: how many tracebacks it holds, and the last lines of the first one."""
+    out = {}
+    for log in sorted(folder.glob("*.log")):
+        text = log.read_text(errors="replace")
+        count = text.count("Traceback (most recent call last)")
+        if count:
+            first = text[text.index("Traceback (most recent call last)") :]
+            out[log.stem] = {"count": count, "first": "\n".join(first.splitlines()[:30])}
     return out
 
 
