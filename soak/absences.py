@@ -35,16 +35,29 @@ def kinds_at(t: float, rounds: Iterable[Round], bound: float) -> set[str]:
 
 def attribute(
     missing: Mapping[str, Mapping[str, Mapping[str, list[Interval]]]], rounds: list[Round], bound: float
-) -> tuple[dict, list[dict]]:
+) -> tuple[dict, list[dict], list[dict]]:
     """`missing`: registry -> observer -> pod uid -> intervals. Returns (kind -> observer ->
-    {intervals, total_s, longest_s}, the absences that break the invariant)."""
+    {intervals, total_s, longest_s}, the absences that break the invariant, and every absence:
+    {t, registry, observer, uid, seconds, kinds, rounds})."""
     figures: dict[str, dict[str, dict]] = {}
     violations: list[dict] = []
+    every: list[dict] = []
     for registry, by_observer in missing.items():
         for observer, by_pod in by_observer.items():
             for uid, spans in by_pod.items():
                 for start, end in spans:
                     kinds = kinds_at(start, rounds, bound) or {NONE}
+                    every.append(
+                        {
+                            "t": start,
+                            "registry": registry,
+                            "observer": observer,
+                            "uid": uid,
+                            "seconds": round(end - start, 3),
+                            "kinds": sorted(kinds),
+                            "rounds": [r.number for r in rounds if window(r, bound)[0] <= start <= window(r, bound)[1]],
+                        }
+                    )
                     for kind in kinds:
                         f = figures.setdefault(kind, {}).setdefault(
                             observer, {"intervals": 0, "total_s": 0.0, "longest_s": 0.0}
@@ -61,4 +74,5 @@ def attribute(
                                 f"{(end - start) * 1000:.0f} ms during {sorted(kinds)}",
                             }
                         )
-    return figures, violations
+    every.sort(key=lambda a: a["t"])
+    return figures, violations, every

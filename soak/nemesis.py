@@ -16,6 +16,7 @@ Kinds, and how each heals:
 | `kill` | kill -9 of a random replica | restarted with the same name 2 to 8 s later, as its Deployment would |
 | `term` | SIGTERM of a random replica (graceful) | restarted once it has exited, 1 to 5 s later |
 | `stop` | SIGSTOP of a random replica | SIGCONT 1 to 8 s later (past the session timeout: a crash) |
+| `rolling-restart` | SIGTERM of each replica in turn, as a rollout does | each back and ready before the next |
 | `zk-stop` | one ZooKeeper server stopped | started 3 to 10 s later |
 | `zk-pause` | one ZooKeeper server SIGSTOPped | SIGCONT 2 to 8 s later |
 | `zk-restart` | one ZooKeeper server stopped and started at once | when it serves again |
@@ -25,7 +26,8 @@ Kinds, and how each heals:
 | `znode-corrupt` | one registration of ours rewritten with a wrong address and port | the operator must rewrite it |
 | `foreign` | a writer outside Kubernetes adds or removes members of its own | at once; they must stay untouched |
 
-`GRACEFUL` kinds must cost a client nothing: no Ready pod may go missing for any observer.
+`GRACEFUL` kinds (`term`, `rolling-restart`) must cost a client nothing: no Ready pod may go
+missing for any observer.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from zkregistry.devenv.cluster import Cluster
 from zkregistry.devenv.ensemble import Ensemble
+from zkregistry.devenv.processes import wait_for
 from zkregistry.devenv.replicas import Replica, Replicas
 from zkregistry.formats import read_any
 
@@ -50,6 +53,7 @@ KINDS = (
     "kill",
     "term",
     "stop",
+    "rolling-restart",
     "zk-stop",
     "zk-pause",
     "zk-restart",
@@ -59,11 +63,12 @@ KINDS = (
     "znode-corrupt",
     "foreign",
 )
-GRACEFUL = frozenset({"term"})
+GRACEFUL = frozenset({"term", "rolling-restart"})
 DOMAIN = {
     "kill": "replica",
     "term": "replica",
     "stop": "replica",
+    "rolling-restart": "replica",
     "zk-stop": "zookeeper",
     "zk-pause": "zookeeper",
     "zk-restart": "zookeeper",
@@ -77,6 +82,7 @@ WEIGHTS = {
     "kill": 3,
     "term": 3,
     "stop": 2,
+    "rolling-restart": 1,
     "zk-stop": 2,
     "zk-pause": 1,
     "zk-restart": 1,
@@ -145,6 +151,14 @@ class Slots:
             name = rng.choice(free)
             self.busy.add(name)
             return self.current[name]
+
+    def hold(self, name: str) -> bool:
+        """Holds the replica `name` unless another fault does; whether it did."""
+        with self.lock:
+            if name in self.busy:
+                return False
+            self.busy.add(name)
+            return True
 
     def release(self, name: str) -> None:
         with self.lock:
@@ -254,15 +268,19 @@ class Nemesis:
         owner: str,
         foreign: Foreign,
         log: Callable[[str], None] = print,
+        kinds: tuple[str, ...] = KINDS,
     ) -> None:
+        """`kinds`: the kinds to draw from (default all; a subset repeats one kind of failure)."""
         self.rng, self.slots, self.ensemble, self.cluster = rng, slots, ensemble, cluster
         self.zk, self.paths, self.owner, self.foreign, self.log = zk, paths, owner, foreign, log
+        self.kinds = tuple(k for k in KINDS if k in kinds)
 
     def draw(self) -> list[tuple[str, float]]:
         """The kinds of one round, each from a different domain, with their delays from its start."""
         count = 1 if self.rng.random() < 0.5 else self.rng.choice([2, 2, 3])
+        count = min(count, len({DOMAIN[k] for k in self.kinds}))
         kinds: list[str] = []
-        names = list(KINDS)
+        names = list(self.kinds)
         while len(kinds) < count:
             kind = self.rng.choices(names, [WEIGHTS[k] for k in names])[0]
             if DOMAIN[kind] not in {DOMAIN[k] for k in kinds}:
@@ -328,6 +346,20 @@ class Nemesis:
         self._replica_fault(fault, rng, lambda r: r.pause(), rng.uniform(1, 8))
 
     # -- ZooKeeper --------------------------------------------------------------------------------
+
+    def _rolling_restart(self, fault: Fault, rng: random.Random) -> None:
+        """Each replica in turn: SIGTERM, restarted at once, ready before the next one goes."""
+        fault.target = "all"
+        for name in sorted(self.slots.current):
+            if not self.slots.hold(name):
+                continue  # another fault holds it (cannot happen within one round: one replica fault)
+            try:
+                replica = self.slots.current[name]
+                replica.terminate(timeout=60)
+                fresh = self.slots.restart(name)
+                wait_for(lambda r=fresh: r.get("/readyz")[0] == 200 or not r.alive(), 120, f"{name} ready")
+            finally:
+                self.slots.release(name)
 
     def _zk_stop(self, fault: Fault, rng: random.Random) -> None:
         myid = rng.randint(1, 3)

@@ -69,7 +69,8 @@ def lines(r: dict, image: str | None) -> list[str]:
         "",
         "Absences of the steady pods (Ready for the whole run) seen by each observer: a children watch, "
         "a data watch per child, Curator's ServiceCache. Each absence counts for every kind of the round "
-        "in progress; `none` is outside every round. Graceful kinds (`term`) and `none` must show nothing.",
+        "in progress; `none` is outside every round. Graceful kinds (`term`, `rolling-restart`) and `none` "
+        "must show nothing.",
         "",
         "| kind | observer | absences | total (s) | longest (s) |",
         "| --- | --- | ---: | ---: | ---: |",

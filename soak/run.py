@@ -38,7 +38,7 @@ from benchmarks.measure import percentile
 from benchmarks.run import results_folder
 from soak import absences, report
 from soak.checker import Checker, Sampler, slope_per_hour
-from soak.nemesis import Foreign, Nemesis, Round, Slots
+from soak.nemesis import KINDS, Foreign, Nemesis, Round, Slots
 from soak.workload import BASE_PATH, REGISTRIES, Workload
 from tests.interop.harness import CuratorProgram
 from tests.observers import ObserverSet
@@ -73,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="the nemesis's and workload's seed (default: random)")
     parser.add_argument("--minutes", type=float, default=30.0, help="how long faults are injected (default 30)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default soak/results/<date>[-N])")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS),
+        help=f"comma-separated fault kinds to draw from (default all: {','.join(KINDS)})",
+    )
     args = parser.parse_args(argv)
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if unknown := sorted(set(kinds) - set(KINDS)):
+        parser.error(f"unknown fault kinds: {unknown}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     say(f"soak seed {seed} (repeat with --seed {seed}), {args.minutes:g} minutes")
     out = args.out or results_folder(TOP / "soak" / "results", dt.date.today().isoformat())
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     workdir = Path(tempfile.mkdtemp(prefix="zkregistry-soak-"))
-    soak = Soak(workdir, seed, args.minutes * 60)
+    soak = Soak(workdir, seed, args.minutes * 60, kinds)
     try:
         soak.up()
     except StoppedError:
@@ -120,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Soak:
-    def __init__(self, workdir: Path, seed: int, seconds: float) -> None:
-        self.workdir, self.seed, self.seconds = workdir, seed, seconds
+    def __init__(self, workdir: Path, seed: int, seconds: float, kinds: tuple[str, ...] = KINDS) -> None:
+        self.workdir, self.seed, self.seconds, self.kinds = workdir, seed, seconds, kinds
         self.rng = random.Random(seed)
         self.env = Environment(workdir)
         self.replicas: Replicas | None = None
@@ -138,6 +145,7 @@ class Soak:
         self.t0 = time.time()
         self.t_end = self.t0
         self.final: dict = {}
+        self.commit = commit()  # what runs: the tree may move on while it does
 
     # -- set-up and tear-down -------------------------------------------------------------------
 
@@ -180,7 +188,7 @@ class Soak:
             observers.wait_seen(self.steady[registry])
         self.nemesis = Nemesis(
             random.Random(self.rng.getrandbits(64)), self.slots, self.env.ensemble, cluster, self.zk,
-            list(self.workload.paths.values()), OWNER, self.foreign, log=say,
+            list(self.workload.paths.values()), OWNER, self.foreign, log=say, kinds=self.kinds,
         )
 
     def down(self, logs_to: Path | None) -> None:
@@ -276,7 +284,7 @@ class Soak:
                        for o in observers.observers}
             for registry, observers in self.observers.items()
         }
-        figures, absent = absences.attribute(missing, self.rounds, BOUND)
+        figures, absent, every = absences.attribute(missing, self.rounds, BOUND)
         self.violations += absent
         self.violations.sort(key=lambda v: v["t"])
         faults = Counter(f.kind for r in self.rounds for f in r.faults)
@@ -289,12 +297,13 @@ class Soak:
         failed = sum(1 for r in self.rounds if r.converged is None) + int(self.final.get("converged") is False)
         return {
             "seed": self.seed,
-            "commit": commit(),
+            "commit": self.commit,
             "planned_minutes": self.seconds / 60,
             "duration_s": round(self.t_end - self.t0, 1),
             "interrupted": self.interrupted,
             "bound_s": BOUND,
-            "settings": {"replicas": REPLICAS, "session_timeout_s": SESSION_TIMEOUT, "resync_s": RESYNC_SECONDS,
+            "settings": {"kinds": list(self.kinds),
+                         "replicas": REPLICAS, "session_timeout_s": SESSION_TIMEOUT, "resync_s": RESYNC_SECONDS,
                          "registries": list(REGISTRIES), "steady_pods": {r: len(u) for r, u in self.steady.items()}},
             "rounds": len(self.rounds),
             "overlapping_rounds": sum(1 for r in self.rounds if len(r.faults) > 1),
@@ -304,6 +313,7 @@ class Soak:
             "final": self.final,
             "converge_s": {k: stats(v) for k, v in sorted(converge.items())},
             "missing": figures,
+            "absences": [{**a, "at_s": round(a["t"] - self.t0, 3)} for a in every],
             "observer_blind_s": blind,
             "resources": resources(self.sampler.processes if self.sampler else {}),
             "churn": {"actions": dict(self.workload.actions), "failed": dict(self.workload.failures)},
@@ -360,8 +370,10 @@ def tracebacks(folder: Path) -> dict[str, dict]:
 
 
 def commit() -> str | None:
+    """HEAD, with "-dirty" if the tracked files differ from it."""
     result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=TOP, capture_output=True, text=True)
-    return result.stdout.strip() or None
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=TOP, capture_output=True).returncode != 0
+    return (result.stdout.strip() + ("-dirty" if dirty else "")) or None
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ def round_(number: int, kinds: list[str], start: float, healed: float, converged
 def test_an_absence_counts_for_every_kind_of_its_round_and_breaks_nothing_there():
     rounds = [round_(1, ["kill", "zk-stop"], 100.0, 110.0, 111.0)]
     missing = {"r0": {"curator": {"uid-a": [(105.0, 105.5)]}}}
-    figures, violations = attribute(missing, rounds, bound=60)
+    figures, violations, every = attribute(missing, rounds, bound=60)
+    assert [(a['rounds'], a['seconds']) for a in every] == [([1], 0.5)]
     assert figures == {
         "kill": {"curator": {"intervals": 1, "total_s": 0.5, "longest_s": 0.5}},
         "zk-stop": {"curator": {"intervals": 1, "total_s": 0.5, "longest_s": 0.5}},
@@ -29,14 +30,14 @@ def test_an_absence_counts_for_every_kind_of_its_round_and_breaks_nothing_there(
 def test_an_absence_in_a_graceful_round_or_outside_every_round_breaks_the_invariant():
     rounds = [round_(1, ["term"], 100.0, 103.0, 104.0)]
     missing = {"r1": {"data": {"uid-b": [(101.0, 101.2), (200.0, 200.1)]}}}
-    figures, violations = attribute(missing, rounds, bound=60)
+    figures, violations, _ = attribute(missing, rounds, bound=60)
     assert set(figures) == {"term", NONE}
     assert [v["t"] for v in violations] == [101.0, 200.0]
 
 
 def test_a_round_that_never_converged_lasts_its_bound():
     rounds = [round_(1, ["znode-corrupt"], 100.0, 101.0, None)]
-    figures, violations = attribute({"r0": {"children": {"u": [(150.0, 151.0)]}}}, rounds, bound=60)
+    figures, violations, _ = attribute({"r0": {"children": {"u": [(150.0, 151.0)]}}}, rounds, bound=60)
     assert "znode-corrupt" in figures and not violations
 
 
