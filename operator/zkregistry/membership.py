@@ -202,12 +202,18 @@ class Membership:
             return
         if stat is None or (stat.version == node.version and stat.ephemeralOwner == node.session):
             return  # unchanged, or gone (which the children watch tells)
+        self._reread(path, node.name, REFRESH_ATTEMPTS)
+
+    def _reread(self, path: str, name: str, attempts: int) -> None:
+        """Read `name` again; if a transaction of ours lands meanwhile, read it again once more,
+        up to `attempts` times (a listing would not: the name is not new)."""
         with self._lock:
-            if self._nodes.get(path, {}).get(node.name) is not node:
-                return  # the mirror has moved on meanwhile
+            if name not in self._nodes.get(path, {}):
+                return  # gone meanwhile: nothing to repair
             epoch = self._epochs.get(path, 0)
-        self.client.get_async(f"{path}/{node.name}").rawlink(
-            lambda result: self._on_read(path, node.name, epoch, result)
+        again = (lambda: self._reread(path, name, attempts - 1)) if attempts > 1 else None
+        self.client.get_async(f"{path}/{name}").rawlink(
+            lambda result: self._on_read(path, name, epoch, result, again)
         )
 
     def forget_disowned(self, session: int, owner: str, deadline: float) -> None:
@@ -368,7 +374,8 @@ class Membership:
         if gone:
             self.on_change(path, _keys_of(gone))
 
-    def _on_read(self, path: str, name: str, epoch: int, result) -> None:
+    def _on_read(self, path: str, name: str, epoch: int, result, again: Callable[[], None] | None = None) -> None:
+        """Applies a read of `name` sent in `epoch`; a stale one calls `again`, else lists again."""
         try:
             data, stat = result.get()
         except NoNodeError:
@@ -384,8 +391,8 @@ class Membership:
                 node = _node(name, data, stat)
                 _put(nodes, keys, node)
                 self._seen[path] = self._seen.get(path, 0) + 1
-        if stale:  # sent before a transaction of ours landed: list again
-            return self._list(path)
+        if stale:  # sent before a transaction of ours landed: read or list again
+            return again() if again is not None else self._list(path)
         self.on_change(path, _keys_of([node]))
 
 

@@ -286,3 +286,32 @@ def test_a_new_leader_is_caught_up_once_its_takeover_plans_are_written(zk, setup
     assert setup.election.writable and not setup.controller.caught_up(), "caught up before any plan"
     setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
     assert setup.controller.caught_up() and len(zk.get_children(path)) == 3
+
+
+def test_a_repair_is_not_lost_to_a_transaction_that_lands_while_it_reads(zk, ensemble, root):
+    """The resync finds a registration of ours rewritten by hand and reads it again; a
+    transaction of ours that lands meanwhile makes that read stale. It is read once more, not
+    left to the next resync."""
+    setup = Setup(ensemble, root, resync=300.0)
+    try:
+        path = setup.registry("web", 2)
+        setup.start()
+        eventually(lambda: len(zk.get_children(path)) == 2, 10, "2 registrations")
+        name = sorted(zk.get_children(path))[0]
+        good = zk.get(f"{path}/{name}")[0]
+        get_async, landed = setup.client.get_async, [2]
+
+        def read_while_a_transaction_lands(p, *args, **kwargs):
+            result = get_async(p, *args, **kwargs)
+            if p == f"{path}/{name}" and landed[0]:
+                landed[0] -= 1
+                setup.membership.applied(path, [], [], 0)  # what a transaction of ours does
+            return result
+
+        setup.client.get_async = read_while_a_transaction_lands
+        zk.set(f"{path}/{name}", good.replace(b'"port":80', b'"port":81'))
+        setup.controller.resync()  # the one resync of this test
+        eventually(lambda: zk.get(f"{path}/{name}")[0] == good, 10, "the registration written right")
+        assert landed == [0]
+    finally:
+        setup.close()
