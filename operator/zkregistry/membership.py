@@ -6,7 +6,7 @@ path: a listing drops the names that are gone and reads only the names it has no
 mass expiry of 10,000 znodes is one watch event and one listing per path. The writer applies the
 results of our own transactions, so that the next plan sees them without a round trip. There is
 no data watch per child: our own znodes change only through our transactions, unless someone
-rewrites one by hand (the leader's periodic resync compares their versions), and a child that
+rewrites one by hand (the leader compares their versions, a few at each turn), and a child that
 another process rewrites in place is read again by `refresh` (the periodic resync).
 
 Watch callbacks never block: listings and reads are asynchronous, and their results are applied
@@ -70,6 +70,7 @@ class Membership:
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
         self._seen: dict[str, int] = {}  # path -> changes the watch applied (a refresh retries on one)
         self._reading = True  # read new children (False once handing over: see `names_only`)
+        self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
         self._due: dict[str, float] = {}  # path -> when its deferred listing is to be sent
@@ -184,15 +185,20 @@ class Membership:
             self.on_change(path, changed)
             return
 
-    def verify(self, path: str) -> None:
-        """Check that nobody rewrote our registrations under `path` by hand: fetch the stat of
-        each (pipelined, no data, without blocking) and read again, through the watch's path, one
-        whose version or owner is not the mirror's; the change is then reported (`on_change`)."""
+    def verify(self, limit: int, start: bool = False) -> None:
+        """Check that nobody rewrote our registrations by hand, `limit` of them per call, in rounds
+        over every path (`start` begins one, unless one is under way): fetch the stat of each (no
+        data, without blocking) and read again one whose version or owner is not the mirror's,
+        which is then reported (`on_change`). A few per call, so that the stats never queue
+        thousands deep ahead of our transactions (ZooKeeper answers a session in order)."""
         with self._lock:
-            ours = [n for n in self._nodes.get(path, {}).values() if self._settled(n)]
-        for node in ours:
+            if start and not self._sweep:  # every registration of ours, as the mirror has it now
+                self._sweep = [(p, n) for p, nodes in self._nodes.items() for n in nodes.values() if self._settled(n)]
+            batch, self._sweep = self._sweep[-limit:], self._sweep[:-limit]
+            batch = [(path, node) for path, node in batch if self._nodes.get(path, {}).get(node.name) is node]
+        for path, node in batch:
             self.client.exists_async(f"{path}/{node.name}").rawlink(
-                lambda result, node=node: self._on_stat(path, node, result)
+                lambda result, path=path, node=node: self._on_stat(path, node, result)
             )
 
     def _on_stat(self, path: str, node: Node, result) -> None:

@@ -13,6 +13,7 @@ from kazoo.security import ACL, Id, Permissions, make_digest_acl
 from conftest import eventually
 from zk.conftest import OWNER, new_client
 from zk.test_election import drop_connection
+from zkregistry import controller as controller_module
 from zkregistry.claims import Claims
 from zkregistry.controller import Controller
 from zkregistry.election import Election
@@ -313,5 +314,35 @@ def test_a_repair_is_not_lost_to_a_transaction_that_lands_while_it_reads(zk, ens
         setup.controller.resync()  # the one resync of this test
         eventually(lambda: zk.get(f"{path}/{name}")[0] == good, 10, "the registration written right")
         assert landed == [0]
+    finally:
+        setup.close()
+
+
+def test_a_turn_checks_a_bounded_number_of_registrations(zk, ensemble, root, monkeypatch):
+    """The check for registrations rewritten by hand sends a few stats per turn, never one per
+    registration at once: ZooKeeper answers them all before the transactions sent after them."""
+    monkeypatch.setattr(controller_module, "VERIFY_PER_TURN", 4)
+    setup = Setup(ensemble, root, resync=300.0)
+    try:
+        path = setup.registry("web", 10)
+        setup.inventory.synced.set()
+        setup.election.join()
+        setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})
+        assert len(zk.get_children(path)) == 10
+        name = sorted(zk.get_children(path))[0]
+        good = zk.get(f"{path}/{name}")[0]
+        zk.set(f"{path}/{name}", good.replace(b'"port":80', b'"port":81'))
+        stats: list[str] = []
+        exists_async = setup.client.exists_async
+        setup.client.exists_async = lambda p, *args, **kwargs: stats.append(p) or exists_async(p, *args, **kwargs)
+        turns = 0
+        while zk.get(f"{path}/{name}")[0] != good and turns < 10:
+            before = len(stats)
+            setup.controller.turn(everything=False, refresh=turns == 0, whole=set(), pods=setup.controller._pods)
+            setup.controller._pods = {}
+            assert len(stats) - before <= 4 + 1  # and the fence's check
+            turns += 1
+            threading.Event().wait(0.2)
+        assert zk.get(f"{path}/{name}")[0] == good, "not repaired within a round of checks"
     finally:
         setup.close()
