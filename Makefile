@@ -3,7 +3,7 @@
 ENV := tools/env.sh
 PYTEST := $(ENV) python -m pytest
 
-.PHONY: test lint unit zk e2e demo demo-down bench tools image
+.PHONY: test lint unit zk e2e demo demo-down bench soak tools image
 
 test: lint unit zk e2e
 
@@ -27,6 +27,12 @@ demo-down:
 
 bench:
 	$(ENV) python -m benchmarks.run
+
+# Random faults under churn with invariants checked throughout; results in soak/results/<date>/.
+# SOAK_ARGS="--seed 7 --minutes 5" repeats a run or shortens it.
+SOAK_ARGS ?=
+soak:
+	$(ENV) python -m soak.run --minutes 30 $(SOAK_ARGS)
 
 tools:
 	$(ENV) true

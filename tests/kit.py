@@ -9,6 +9,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from conftest import eventually
+from soak.workload import set_ready
 from zkregistry import api
 
 
@@ -110,17 +111,9 @@ def ready_pods(kube_api, namespace: str, app: str) -> dict[str, str]:
 
 
 def set_pod_ready(kube_api, namespace: str, pod: str, ready: bool) -> None:
-    """Flips a pod's Ready condition as a kubelet would (kwok leaves it alone once set)."""
-    core = kubernetes.client.CoreV1Api(kube_api)
-    body = core.read_namespaced_pod_status(pod, namespace)
-    conditions = [
-        {
-            "type": c.type,
-            "status": ("True" if ready else "False") if c.type in ("Ready", "ContainersReady") else c.status,
-        }
-        for c in body.status.conditions
-    ]
-    core.patch_namespaced_pod_status(pod, namespace, {"status": {"conditions": conditions}})
+    """Flips a pod's Ready condition as a kubelet would (kwok leaves it alone once set); the soak's
+    workload does the same with the same function."""
+    set_ready(kube_api, namespace, pod, ready)
 
 
 def znodes(zk: KazooClient, path: str) -> dict[str, dict | bytes]:

@@ -44,6 +44,9 @@ ROUNDS = 3  # plans per turn: the plan, a retry after a stale mirror, and what a
 #: read it, so that no client ever sees the pod missing.
 SETTLE = 1.0
 BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before a failed path is tried again
+#: Registrations of ours whose version is checked per turn, in a round begun at each resync (a
+#: turn comes at least every TICK): 10,000 within 20 s, never thousands of stats at once.
+VERIFY_PER_TURN = 500
 
 
 class Controller:
@@ -233,9 +236,9 @@ class Controller:
                     log.warning("could not read %s: %s", path, type(error).__name__)
                     continue
                 self._failures.pop(path, None)  # read afresh: worth trying at once again
-                if leading:  # and nobody rewrote one of ours by hand (asynchronous)
-                    self.membership.verify(path)
         if leading:
+            # Nobody rewrote ours by hand: a round of checks each resync, a few each turn.
+            self.membership.verify(VERIFY_PER_TURN, start=refresh)
             self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again
             self.cleared = frozenset()

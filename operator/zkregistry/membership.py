@@ -6,7 +6,7 @@ path: a listing drops the names that are gone and reads only the names it has no
 mass expiry of 10,000 znodes is one watch event and one listing per path. The writer applies the
 results of our own transactions, so that the next plan sees them without a round trip. There is
 no data watch per child: our own znodes change only through our transactions, unless someone
-rewrites one by hand (the leader's periodic resync compares their versions), and a child that
+rewrites one by hand (the leader compares their versions, a few at each turn), and a child that
 another process rewrites in place is read again by `refresh` (the periodic resync).
 
 Watch callbacks never block: listings and reads are asynchronous, and their results are applied
@@ -70,6 +70,7 @@ class Membership:
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
         self._seen: dict[str, int] = {}  # path -> changes the watch applied (a refresh retries on one)
         self._reading = True  # read new children (False once handing over: see `names_only`)
+        self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
         self._due: dict[str, float] = {}  # path -> when its deferred listing is to be sent
@@ -131,11 +132,11 @@ class Membership:
         the children that need it: with `reread` every one, else those new to the mirror and those
         not of a known format of ours (ours change only through transactions of ours, or by hand:
         see `verify`; a foreign one may have been rewritten in place, which no watch tells).
-        Blocking, each call bounded by `timeout`;
-        raises one of `zk.ERRORS` if the listing fails. A child that cannot be read (NoAuth) is
-        kept, with no member. A listing older than a change that the watch applied meanwhile is not
-        committed: it is sent again. Under a stream of our own transactions or of such changes it
-        may give up after a few attempts: the watch keeps the mirror current meanwhile."""
+        Blocking, each call bounded by `timeout`; raises one of `zk.ERRORS` if the listing fails.
+        A child that cannot be read (NoAuth) is kept, with no member. A listing older than a change
+        that the watch applied meanwhile is not committed but sent again. Under a stream of our
+        own transactions or of such changes it may give up after a few attempts: the watch keeps
+        the mirror current meanwhile."""
         for _ in range(REFRESH_ATTEMPTS):
             with self._lock:
                 if path not in self._nodes:
@@ -184,15 +185,20 @@ class Membership:
             self.on_change(path, changed)
             return
 
-    def verify(self, path: str) -> None:
-        """Check that nobody rewrote our registrations under `path` by hand: fetch the stat of
-        each (pipelined, no data, without blocking) and read again, through the watch's path, one
-        whose version or owner is not the mirror's; the change is then reported (`on_change`)."""
+    def verify(self, limit: int, start: bool = False) -> None:
+        """Check that nobody rewrote our registrations by hand, `limit` of them per call, in rounds
+        over every path (`start` begins one, unless one is under way): fetch the stat of each (no
+        data, without blocking) and read again one whose version or owner is not the mirror's,
+        which is then reported (`on_change`). A few per call, so that the stats never queue
+        thousands deep ahead of our transactions (ZooKeeper answers a session in order)."""
         with self._lock:
-            ours = [n for n in self._nodes.get(path, {}).values() if self._settled(n)]
-        for node in ours:
+            if start and not self._sweep:  # every registration of ours, as the mirror has it now
+                self._sweep = [(p, n) for p, nodes in self._nodes.items() for n in nodes.values() if self._settled(n)]
+            batch, self._sweep = self._sweep[-limit:], self._sweep[:-limit]
+            batch = [(path, node) for path, node in batch if self._nodes.get(path, {}).get(node.name) is node]
+        for path, node in batch:
             self.client.exists_async(f"{path}/{node.name}").rawlink(
-                lambda result, node=node: self._on_stat(path, node, result)
+                lambda result, path=path, node=node: self._on_stat(path, node, result)
             )
 
     def _on_stat(self, path: str, node: Node, result) -> None:
@@ -202,12 +208,18 @@ class Membership:
             return
         if stat is None or (stat.version == node.version and stat.ephemeralOwner == node.session):
             return  # unchanged, or gone (which the children watch tells)
+        self._reread(path, node.name, REFRESH_ATTEMPTS)
+
+    def _reread(self, path: str, name: str, attempts: int) -> None:
+        """Read `name` again; if a transaction of ours lands meanwhile, read it again once more,
+        up to `attempts` times (a listing would not: the name is not new)."""
         with self._lock:
-            if self._nodes.get(path, {}).get(node.name) is not node:
-                return  # the mirror has moved on meanwhile
+            if name not in self._nodes.get(path, {}):
+                return  # gone meanwhile: nothing to repair
             epoch = self._epochs.get(path, 0)
-        self.client.get_async(f"{path}/{node.name}").rawlink(
-            lambda result: self._on_read(path, node.name, epoch, result)
+        again = (lambda: self._reread(path, name, attempts - 1)) if attempts > 1 else None
+        self.client.get_async(f"{path}/{name}").rawlink(
+            lambda result: self._on_read(path, name, epoch, result, again)
         )
 
     def forget_disowned(self, session: int, owner: str, deadline: float) -> None:
@@ -368,7 +380,8 @@ class Membership:
         if gone:
             self.on_change(path, _keys_of(gone))
 
-    def _on_read(self, path: str, name: str, epoch: int, result) -> None:
+    def _on_read(self, path: str, name: str, epoch: int, result, again: Callable[[], None] | None = None) -> None:
+        """Applies a read of `name` sent in `epoch`; a stale one calls `again`, else lists again."""
         try:
             data, stat = result.get()
         except NoNodeError:
@@ -384,8 +397,8 @@ class Membership:
                 node = _node(name, data, stat)
                 _put(nodes, keys, node)
                 self._seen[path] = self._seen.get(path, 0) + 1
-        if stale:  # sent before a transaction of ours landed: list again
-            return self._list(path)
+        if stale:  # sent before a transaction of ours landed: read or list again
+            return again() if again is not None else self._list(path)
         self.on_change(path, _keys_of([node]))
 
 

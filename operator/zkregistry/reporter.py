@@ -62,8 +62,9 @@ class Reporter:
         """`decisions()` returns the controller's latest admission decision of each registry; a
         registry without one is not reported until it has one. `cleared()` returns the uids of
         the registries being deleted whose registrations are all gone (`Controller.cleared`):
-        only theirs lose the finalizer. Nothing is reported before `caught_up()`: a new leader writes its
-        takeover's registrations first (`Controller.caught_up`), then tells us what it touched."""
+        only theirs lose the finalizer. Nothing is reported before `caught_up()`: a new leader
+        writes its takeover's registrations first (`Controller.caught_up`), then tells us what
+        it touched."""
         self.client = client
         self.decisions = decisions
         self.cleared = cleared

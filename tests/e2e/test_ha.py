@@ -663,3 +663,19 @@ def test_apiserver_restart(ha, replicas, cluster):
     problems = ha.none_missing(started, ended)
     ha.finish()
     assert not problems, "a registration of a pod that stayed Ready went away:\n" + "\n".join(problems)
+
+
+def test_registration_rewritten_by_hand_is_repaired(ha, replicas):
+    """Found by `make soak` (issue 13; seed 1, fault `znode-corrupt`): a registration of ours that
+    someone rewrites in place, keeping our owner id but with a wrong address and port, must be
+    written right again, at the latest by the next resync (every 5 s here). Clients read the wrong
+    endpoint until then."""
+    victim = next(r for r in ours(ha.zk, ha.path, ha.namespace) if r.uid in ha.pods)
+    node = f"{ha.path}/{victim.name}"
+    body = json.loads(ha.zk.get(node)[0])
+    body["address"], body["port"] = "203.0.113.66", 6666
+    ha.zk.set(node, json.dumps(body).encode())
+    ha.converged(timeout=30)  # six resyncs
+    repaired = json.loads(ha.zk.get(node)[0]) if ha.zk.exists(node) else None
+    assert repaired is None or (repaired["address"], repaired["port"]) == (ha.pods[victim.uid], 8080)
+    ha.finish()

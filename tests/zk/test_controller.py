@@ -13,6 +13,7 @@ from kazoo.security import ACL, Id, Permissions, make_digest_acl
 from conftest import eventually
 from zk.conftest import OWNER, new_client
 from zk.test_election import drop_connection
+from zkregistry import controller as controller_module
 from zkregistry.claims import Claims
 from zkregistry.controller import Controller
 from zkregistry.election import Election
@@ -286,3 +287,62 @@ def test_a_new_leader_is_caught_up_once_its_takeover_plans_are_written(zk, setup
     assert setup.election.writable and not setup.controller.caught_up(), "caught up before any plan"
     setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
     assert setup.controller.caught_up() and len(zk.get_children(path)) == 3
+
+
+def test_a_repair_is_not_lost_to_a_transaction_that_lands_while_it_reads(zk, ensemble, root):
+    """The resync finds a registration of ours rewritten by hand and reads it again; a
+    transaction of ours that lands meanwhile makes that read stale. It is read once more, not
+    left to the next resync."""
+    setup = Setup(ensemble, root, resync=300.0)
+    try:
+        path = setup.registry("web", 2)
+        setup.start()
+        eventually(lambda: len(zk.get_children(path)) == 2, 10, "2 registrations")
+        name = sorted(zk.get_children(path))[0]
+        good = zk.get(f"{path}/{name}")[0]
+        get_async, landed = setup.client.get_async, [2]
+
+        def read_while_a_transaction_lands(p, *args, **kwargs):
+            result = get_async(p, *args, **kwargs)
+            if p == f"{path}/{name}" and landed[0]:
+                landed[0] -= 1
+                setup.membership.applied(path, [], [], 0)  # what a transaction of ours does
+            return result
+
+        setup.client.get_async = read_while_a_transaction_lands
+        zk.set(f"{path}/{name}", good.replace(b'"port":80', b'"port":81'))
+        setup.controller.resync()  # the one resync of this test
+        eventually(lambda: zk.get(f"{path}/{name}")[0] == good, 10, "the registration written right")
+        assert landed == [0]
+    finally:
+        setup.close()
+
+
+def test_a_turn_checks_a_bounded_number_of_registrations(zk, ensemble, root, monkeypatch):
+    """The check for registrations rewritten by hand sends a few stats per turn, never one per
+    registration at once: ZooKeeper answers them all before the transactions sent after them."""
+    monkeypatch.setattr(controller_module, "VERIFY_PER_TURN", 4)
+    setup = Setup(ensemble, root, resync=300.0)
+    try:
+        path = setup.registry("web", 10)
+        setup.inventory.synced.set()
+        setup.election.join()
+        setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})
+        assert len(zk.get_children(path)) == 10
+        name = sorted(zk.get_children(path))[0]
+        good = zk.get(f"{path}/{name}")[0]
+        zk.set(f"{path}/{name}", good.replace(b'"port":80', b'"port":81'))
+        stats: list[str] = []
+        exists_async = setup.client.exists_async
+        setup.client.exists_async = lambda p, *args, **kwargs: stats.append(p) or exists_async(p, *args, **kwargs)
+        turns = 0
+        while zk.get(f"{path}/{name}")[0] != good and turns < 10:
+            before = len(stats)
+            setup.controller.turn(everything=False, refresh=turns == 0, whole=set(), pods=setup.controller._pods)
+            setup.controller._pods = {}
+            assert len(stats) - before <= 4 + 1  # and the fence's check
+            turns += 1
+            threading.Event().wait(0.2)
+        assert zk.get(f"{path}/{name}")[0] == good, "not repaired within a round of checks"
+    finally:
+        setup.close()
