@@ -666,7 +666,7 @@ def test_apiserver_restart(ha, replicas, cluster):
 
 
 def test_registration_rewritten_by_hand_is_repaired(ha, replicas):
-    """Found by `make soak` (issue 13; seed 1, fault `znode-corrupt`): a registration of ours that
+    """Found by `make soak` (seed 1, fault `znode-corrupt`): a registration of ours that
     someone rewrites in place, keeping our owner id but with a wrong address and port, must be
     written right again, at the latest by the next resync (every 5 s here). Clients read the wrong
     endpoint until then."""
