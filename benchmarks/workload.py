@@ -52,18 +52,7 @@ class Workload:
         core.create_namespace({"metadata": {"name": self.namespace}})
         custom = kubernetes.client.CustomObjectsApi(self.kube_api)
         for name in self.registries:
-            custom.create_namespaced_custom_object(
-                api.GROUP,
-                api.VERSION,
-                self.namespace,
-                api.PLURAL,
-                {
-                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
-                    "kind": api.KIND,
-                    "metadata": {"name": name, "namespace": self.namespace},
-                    "spec": {"basePath": self.base_path, "port": "http"},
-                },
-            )
+            create_registry(custom, self.namespace, name, self.base_path)
         for name in self.deployments:
             core.create_namespaced_service(
                 self.namespace,
@@ -105,32 +94,8 @@ class Workload:
             )
 
     def _deployment(self, name: str, index: int, annotated: bool) -> dict:
-        labels = {"app": name}
         annotations = {api.REGISTRY_ANNOTATION: self.registry_of(index)} if annotated else {}
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "annotations": annotations},
-            "spec": {
-                "replicas": self.replicas_of(index),
-                "revisionHistoryLimit": 2,
-                "selector": {"matchLabels": labels},
-                "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [
-                            {
-                                "name": "app",
-                                "image": "example.invalid/app:1",
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                            }
-                        ],
-                    },
-                },
-            },
-        }
+        return deployment_body(name, self.replicas_of(index), annotations, surge="25%", unavailable="25%")
 
     def sizes(self, fraction: float) -> dict[str, int]:
         return {name: round(self.replicas_of(i) * fraction) for i, name in enumerate(self.deployments)}
@@ -187,3 +152,51 @@ class Workload:
                 return True
             raise
         return False
+
+
+def create_registry(custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str, base_path: str) -> None:
+    """Creates ServiceRegistry `name`, registering each pod's port named http under `base_path`."""
+    custom.create_namespaced_custom_object(
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        api.PLURAL,
+        {
+            "apiVersion": f"{api.GROUP}/{api.VERSION}",
+            "kind": api.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"basePath": base_path, "port": "http"},
+        },
+    )
+
+
+def deployment_body(
+    name: str, replicas: int, annotations: dict[str, str], surge: int | str, unavailable: int | str
+) -> dict:
+    """A Deployment of `replicas` pods labelled app=`name`, each with one container port named http
+    (8080), rolled out with this `maxSurge` and `maxUnavailable`."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": labels},
+            "strategy": {"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "example.invalid/app:1",
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                        }
+                    ],
+                },
+            },
+        },
+    }

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import kubernetes
 
+from benchmarks.workload import create_registry, deployment_body
 from zkregistry import api
 
 REGISTRIES = ("r0", "r1", "r2")
@@ -75,18 +76,7 @@ class Workload:
             },
         )
         for name in REGISTRIES:
-            custom.create_namespaced_custom_object(
-                api.GROUP,
-                api.VERSION,
-                self.namespace,
-                api.PLURAL,
-                {
-                    "apiVersion": f"{api.GROUP}/{api.VERSION}",
-                    "kind": api.KIND,
-                    "metadata": {"name": name, "namespace": self.namespace},
-                    "spec": {"basePath": BASE_PATH, "port": "http"},
-                },
-            )
+            create_registry(custom, self.namespace, name, BASE_PATH)
         apps = kubernetes.client.AppsV1Api(self.kube_api)
         for name, registry in {**STEADY, **CHURNED}.items():
             size = STEADY_PODS if name in STEADY else self.rng.randint(3, 6)
@@ -223,31 +213,7 @@ class Workload:
 
 
 def deployment(name: str, registry: str, replicas: int) -> dict:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "annotations": {api.REGISTRY_ANNOTATION: registry}},
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 2,
-            "selector": {"matchLabels": labels},
-            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "example.invalid/app:1",
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return deployment_body(name, replicas, {api.REGISTRY_ANNOTATION: registry}, surge=1, unavailable=0)
 
 
 def set_ready(kube_api, namespace: str, pod: str, ready: bool) -> None:
