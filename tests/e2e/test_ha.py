@@ -321,6 +321,17 @@ def handover(scene: Scene, replicas, leader) -> dict:
     }
 
 
+def handover_problems(scene: Scene, h: dict, ended: float) -> list[str]:
+    """What went wrong in the handover `h` (from `handover`): a pod missing for any observer, a
+    slow exit, no 'handover complete' in the old leader's log."""
+    problems = scene.none_missing(h["signalled"], ended)
+    if h["exit"] > HANDOVER_EXIT:
+        problems.append(f"the old leader exited {h['exit']:.2f} s after SIGTERM (at most {HANDOVER_EXIT:g})")
+    if not h["complete"]:
+        problems.append("the old leader did not log 'handover complete'")
+    return problems
+
+
 # -- scenarios -----------------------------------------------------------------------------------
 
 
@@ -333,11 +344,7 @@ def test_graceful_handover(ha, replicas):
         "graceful handover", h["signalled"], ended,
         exit_after_sigterm=h["exit"], successor_owns_all_after=h["owned"], successor=h["successor"].name,
     )
-    problems = ha.none_missing(h["signalled"], ended)
-    if h["exit"] > HANDOVER_EXIT:
-        problems.append(f"the old leader exited {h['exit']:.2f} s after SIGTERM (at most {HANDOVER_EXIT:g})")
-    if not h["complete"]:
-        problems.append("the old leader did not log 'handover complete'")
+    problems = handover_problems(ha, h, ended)
     ha.finish()
     assert not problems, "\n".join(problems)
 

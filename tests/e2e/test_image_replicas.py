@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.test_ha import HANDOVER_EXIT, Churn, Scene, handover, ours, sole_leader
+from e2e.test_ha import Churn, Scene, handover, handover_problems, ours, sole_leader
 from interop.harness import CuratorProgram
 from kit import apply_registry, create_deployment, get_registry
 from zkregistry import api
@@ -77,11 +77,7 @@ def test_replicas_from_the_image_register_and_hand_over(scene, image_replicas, s
         "image: graceful handover", h["signalled"], ended,
         exit_after_sigterm=h["exit"], successor_owns_all_after=h["owned"], successor=h["successor"].name,
     )
-    problems = scene.none_missing(h["signalled"], ended)
-    if h["exit"] > HANDOVER_EXIT:
-        problems.append(f"the old leader exited {h['exit']:.2f} s after SIGTERM (at most {HANDOVER_EXIT:g})")
-    if not h["complete"]:
-        problems.append("the old leader did not log 'handover complete'")
+    problems = handover_problems(scene, h, ended)
     if leader.process.returncode != 0:
         problems.append(f"the old leader's container exited {leader.process.returncode}")
     scene.finish()
