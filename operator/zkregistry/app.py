@@ -97,6 +97,7 @@ class Operator:
             decisions=lambda: self.controller.decisions,
             cleared=lambda: self.controller.cleared,
             caught_up=lambda: self.controller.caught_up(),
+            planned=lambda registry: self.controller.planned(registry),
         )
         self._threads: list[threading.Thread] = []
 

@@ -233,12 +233,9 @@ class Inventory:
             return self._deployments.get(key)
 
     def desired(self, registry: Registry) -> tuple[dict[str, Instance], list[Problem]]:
+        """Every registration that `registry` wants, and its Deployments' problems. O(its pods)."""
         with self._lock:
-            deployments = [
-                d
-                for d in self._deployments.values()
-                if d.namespace == registry.namespace and d.registry == registry.name
-            ]
+            deployments = self._deployments_of(registry)
             pods_of = {
                 d.name: [
                     self._pods[(d.namespace, pod)]
@@ -249,6 +246,12 @@ class Inventory:
             }
             zones = dict(self._zones) if registry.zone else None
         return desired_instances(registry, deployments, pods_of, zones=zones)
+
+    def problems(self, registry: Registry) -> list[Problem]:
+        """What keeps Deployments annotated for `registry` from registering. O(Deployments)."""
+        with self._lock:
+            deployments = self._deployments_of(registry)
+        return desired_instances(registry, deployments, {})[1]
 
     def instance(self, registry: Registry, uid: str) -> Instance | None:
         """The registration that `registry` wants for pod `uid`, if any. O(1)."""
@@ -305,6 +308,11 @@ class Inventory:
         if old.replicaset:
             self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
         return {registry: {old.uid} for registry in self._registries_of_pods(old)}
+
+    def _deployments_of(self, registry: Registry) -> list[Deployment]:
+        return [
+            d for d in self._deployments.values() if d.namespace == registry.namespace and d.registry == registry.name
+        ]
 
     def _claimants(self, path: str) -> set[Key]:
         return {k for k, r in self._registries.items() if r.service_path == path}

@@ -35,7 +35,6 @@ from zkregistry.inventory import Inventory
 from zkregistry.kube import Kube
 from zkregistry.membership import Membership
 from zkregistry.model import Key, Problem, Registry
-from zkregistry.plan import is_ours
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +57,20 @@ class Reporter:
         decisions: Callable[[], Mapping[Key, Decision]] = dict,
         cleared: Callable[[], Collection[str]] = frozenset,
         caught_up: Callable[[], bool] = lambda: True,
+        planned: Callable[[Registry], int | None] = lambda registry: None,
     ) -> None:
         """`decisions()` returns the controller's latest admission decision of each registry; a
         registry without one is not reported until it has one. `cleared()` returns the uids of
         the registries being deleted whose registrations are all gone (`Controller.cleared`):
         only theirs lose the finalizer. Nothing is reported before `caught_up()`: a new leader
         writes its takeover's registrations first (`Controller.caught_up`), then tells us what
-        it touched."""
+        it touched. `planned(registry)` is how many registrations the controller's plans want for
+        it (`Controller.planned`), None if unknown: then the inventory counts them, O(pods)."""
         self.client = client
         self.decisions = decisions
         self.cleared = cleared
         self.caught_up = caught_up
+        self.planned = planned
         self._refused: dict[Key, str] = {}  # registry -> the refusal we last posted an Event for
         self.inventory = inventory
         self.membership = membership
@@ -200,9 +202,12 @@ class Reporter:
         conflict = None if decision.admitted else decision
         nodes = self.membership.snapshot(registry.service_path)
         if conflict is None:
-            instances, problems = self.inventory.desired(registry)
+            problems = self.inventory.problems(registry)
+            ready = self.planned(registry)
+            if ready is None:
+                ready = len(self.inventory.desired(registry)[0])
         else:
-            instances, problems = {}, []
+            ready, problems = 0, []
         self._warn(registry.key, problems, registry)
 
         if registry.deleting:
@@ -222,7 +227,7 @@ class Reporter:
         observation = status.Observation(
             registry=registry,
             nodes=nodes,
-            ready_pods=len(instances),
+            ready_pods=ready,
             owner=self.owner,
             leader=self.election.identifier,
             problems=problems,
@@ -230,10 +235,8 @@ class Reporter:
         )
         previous = registry.status
         new = status.compute(observation, status.now(), previous)
-        metrics.REGISTRATIONS.labels(registry.namespace, registry.name).set(
-            sum(1 for n in nodes.values() if is_ours(n, self.owner))
-        )
-        metrics.READY_PODS.labels(registry.namespace, registry.name).set(len(instances))
+        metrics.REGISTRATIONS.labels(registry.namespace, registry.name).set(status.count_ours(nodes, self.owner))
+        metrics.READY_PODS.labels(registry.namespace, registry.name).set(ready)
         at = dt.datetime.now(dt.UTC)
         if (
             _without_times(new) != _without_times(previous)

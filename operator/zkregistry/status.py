@@ -8,6 +8,7 @@ the API's size limit; `memberCount` is always exact.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,35 +36,51 @@ class Observation:
     admission: Decision | None = None
 
 
-def members(nodes: Mapping[str, Node], owner: str) -> list[dict]:
-    """One entry per znode, ours first, then by pod or id; stable, so status does not churn."""
-    out = []
-    for name, node in nodes.items():
-        member = node.member
-        entry: dict = {"id": name, "source": "kubernetes" if is_ours(node, owner) else "external"}
-        if member is None:
-            entry["error"] = "payload is of no known registration format"
-        else:
-            for field in ("address", "port", "namespace", "pod", "deployment"):
-                value = getattr(member, field)
-                if value is not None:
-                    entry[field] = value
-            if member.id and member.id != name:
-                entry["id"] = member.id
-                entry["znode"] = name
-            if not member.enabled:
-                entry["enabled"] = False
-        out.append(entry)
-    out.sort(key=lambda e: (e["source"] != "kubernetes", e.get("pod") or "", e["id"]))
-    return out
+def members(nodes: Mapping[str, Node], owner: str, limit: int | None = None) -> list[dict]:
+    """One entry per znode, ours first, then by pod or id; stable, so status does not churn.
+    With `limit`, only the first `limit` of that order: entries are built for those alone, so a
+    capped status of a large service costs one pass over its znodes and a partial sort."""
+    ranked = ((_rank(name, node, owner), name) for name, node in nodes.items())
+    chosen = sorted(ranked) if limit is None else heapq.nsmallest(limit, ranked)
+    return [_entry(name, nodes[name], ours) for (ours, _, _), name in chosen]
+
+
+def _rank(name: str, node: Node, owner: str) -> tuple[bool, str, str]:
+    """The sort key of a member: (not ours, pod, id)."""
+    member = node.member
+    if member is None:
+        return True, "", name
+    return member.owner != owner, member.pod or "", member.id or name
+
+
+def _entry(name: str, node: Node, external: bool) -> dict:
+    member = node.member
+    entry: dict = {"id": name, "source": "external" if external else "kubernetes"}
+    if member is None:
+        entry["error"] = "payload is of no known registration format"
+        return entry
+    for field in ("address", "port", "namespace", "pod", "deployment"):
+        value = getattr(member, field)
+        if value is not None:
+            entry[field] = value
+    if member.id and member.id != name:
+        entry["id"] = member.id
+        entry["znode"] = name
+    if not member.enabled:
+        entry["enabled"] = False
+    return entry
+
+
+def count_ours(nodes: Mapping[str, Node], owner: str) -> int:
+    """How many of `nodes` are registrations of ours."""
+    return sum(1 for node in nodes.values() if is_ours(node, owner))
 
 
 def compute(observation: Observation, now: str, previous: Mapping | None = None) -> dict:
     """The whole status subresource for one registry. `previous` keeps lastTransitionTime."""
     o = observation
-    everyone = members(o.nodes, o.owner)
-    ours = sum(1 for e in everyone if e["source"] == "kubernetes")
-    shown = everyone[:MAX_MEMBERS]
+    ours = count_ours(o.nodes, o.owner)
+    shown = members(o.nodes, o.owner, MAX_MEMBERS)
 
     refused = o.admission is not None and not o.admission.admitted
     if o.registry.deleting:
@@ -100,8 +117,8 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
         admitted = ("True", "Admitted", o.admission.message)
     else:
         admitted = ("False", o.admission.reason, o.admission.message)
-    if len(everyone) > len(shown):
-        truncated = ("True", "TooManyMembers", f"members shows {len(shown)} of {len(everyone)}")
+    if len(o.nodes) > len(shown):
+        truncated = ("True", "TooManyMembers", f"members shows {len(shown)} of {len(o.nodes)}")
     else:
         truncated = ("False", "Complete", "")
 
@@ -127,7 +144,7 @@ def compute(observation: Observation, now: str, previous: Mapping | None = None)
     out = {
         "servicePath": o.registry.service_path,
         "members": shown,
-        "memberCount": len(everyone),
+        "memberCount": len(o.nodes),
         "readyPods": o.ready_pods,
         "leader": o.leader,
         "observedGeneration": o.registry.generation,

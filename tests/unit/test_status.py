@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from zkregistry import status
 from zkregistry.formats import curator
 from zkregistry.model import Instance, Problem, Registry
@@ -79,3 +81,14 @@ def test_heartbeat_age_says_how_fresh_a_status_is():
     assert status.heartbeat_age(written, "2025-12-01T00:00:00Z", at) == 120
     # Never written by any leader: as old as the object.
     assert status.heartbeat_age({}, "2026-01-01T00:01:00Z", at) == 60
+
+
+def test_capped_members_are_the_first_of_the_whole_order():
+    foreign = {f"vm-{i}": Node(f"vm-{i}", b"", 0, 5, replace(ours(i).member, owner="them")) for i in range(150)}
+    junk = {f"junk-{i}": Node(f"junk-{i}", b"\xff", 0, 5, None) for i in range(50)}
+    nodes = {**foreign, **junk, **{n.name: n for n in map(ours, reversed(range(300)))}}
+    whole = status.members(nodes, "us")
+    assert status.members(nodes, "us", 200) == whole[:200]
+    assert [m["source"] for m in whole].count("kubernetes") == 300 == status.count_ours(nodes, "us")
+    assert [m["pod"] for m in whole[:3]] == ["pod-00000", "pod-00001", "pod-00002"]
+    assert {m["source"] for m in whole[300:]} == {"external"}

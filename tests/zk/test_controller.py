@@ -346,3 +346,34 @@ def test_a_turn_checks_a_bounded_number_of_registrations(zk, ensemble, root, mon
         assert zk.get(f"{path}/{name}")[0] == good, "not repaired within a round of checks"
     finally:
         setup.close()
+
+
+@pytest.fixture
+def quiet(ensemble, root) -> Iterator[Setup]:
+    """A setup whose resync does not come during a test."""
+    s = Setup(ensemble, root, resync=60.0)
+    yield s
+    s.close()
+
+
+def test_planned_counts_follow_pod_events_without_recomputing_the_registry(zk, quiet, monkeypatch):
+    setup = quiet
+    path = setup.registry("web", 5)
+    registry = setup.inventory.registry((NS, "web"))
+    assert setup.controller.planned(registry) is None  # nothing planned yet
+    setup.start()
+    eventually(lambda: setup.controller.planned(registry) == 5, 10, "the takeover's plan of 5 pods")
+    eventually(lambda: len(zk.get_children(path)) == 5, 10, "5 registrations")
+    # From here on, pod events alone: the whole registry is never computed again.
+    whole: list[Registry] = []
+    monkeypatch.setattr(setup.inventory, "desired", lambda registry: whole.append(registry) or ({}, []))
+    setup.inventory.put_pod(pod("web-1", "web", "10.0.0.2", ready=False))
+    setup.inventory.put_pod(pod("web-7", "web", "10.0.0.8"))
+    setup.inventory.put_pod(pod("web-8", "web", "10.0.0.9"))
+    eventually(lambda: setup.controller.planned(registry) == 6, 10, "5 - 1 + 2 planned")
+    eventually(lambda: len(zk.get_children(path)) == 6, 10, "6 registrations")
+    assert whole == []
+    other = Registry(NS, "other", "r-other", "web", f"{setup.root}/web")  # another registry, same path
+    assert setup.controller.planned(other) is None  # only the path's writer has a count
+    # A new format is planned whole: until then the old count is not the registry's.
+    assert setup.controller.planned(dataclasses.replace(registry, format="serverset")) is None
