@@ -609,4 +609,5 @@ def _encoded(
 ) -> tuple[Instance, Wanted]:
     if hit is not None and hit[0] == instance:
         return hit
-    return instance, Wanted(codec.node_name(instance), codec.encode(instance, owner), codec.sequential, instance.id)
+    data, member = codec.encode(instance, owner), codec.member(instance, owner)
+    return instance, Wanted(codec.node_name(instance), data, codec.sequential, instance.id, member)

@@ -38,6 +38,7 @@ from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from zkregistry import formats, zk
+from zkregistry.formats import Member
 from zkregistry.plan import Delete, Node, Op, Replace, Update
 from zkregistry.plan import instance_key as _key
 
@@ -277,17 +278,17 @@ class Membership:
                     position += 1
                 if isinstance(op, Update):
                     created = nodes[op.name].created if op.name in nodes else 0.0
-                    _put(nodes, keys, replace(_node(op.name, op.data, None, session, op.version + 1), created=created))
+                    member = op.member if op.member is not None else _member(op.name, op.data)
+                    _put(nodes, keys, Node(op.name, op.data, op.version + 1, session, member, created))
                     position += 1
                 elif not isinstance(op, Delete):
                     new = op.new if isinstance(op, Replace) else op
                     name = str(results[position]).rsplit("/", 1)[1]
-                    node = _twin(nodes, keys, new.uid, new.data)
-                    if node is None:
-                        node = _node(name, new.data, None, session, 0)
-                    else:  # a takeover's new name for the same bytes: the member is known
-                        node = Node(name=name, data=new.data, version=0, session=session, member=node.member)
-                    _put(nodes, keys, replace(node, created=now))
+                    member = new.member
+                    if member is None:  # a takeover's new name for the same bytes: the member is known
+                        twin = _twin(nodes, keys, new.uid, new.data)
+                        member = twin.member if twin is not None else _member(name, new.data)
+                    _put(nodes, keys, Node(name, new.data, 0, session, member, now))
                     position += 1
 
     def _settled(self, node: Node) -> bool:
@@ -402,15 +403,17 @@ class Membership:
         self.on_change(path, _keys_of([node]))
 
 
-def _node(name: str, data: bytes, stat, session: int = 0, version: int = 0) -> Node:
+def _node(name: str, data: bytes, stat) -> Node:
     """A znode as the plan sees it, its data read in whichever known format fits."""
+    return Node(name=name, data=data, version=stat.version, session=stat.ephemeralOwner, member=_member(name, data))
+
+
+def _member(name: str, data: bytes) -> Member | None:
+    """`data` read in whichever known format fits; None if none does."""
     try:
-        member = formats.read_any(name, data)[1]
+        return formats.read_any(name, data)[1]
     except ValueError:
-        member = None
-    if stat is not None:
-        session, version = stat.ephemeralOwner, stat.version
-    return Node(name=name, data=data, version=version, session=session, member=member)
+        return None
 
 
 def _twin(nodes: dict[str, Node], keys: dict[str, set[str]], uid: str | None, data: bytes) -> Node | None:

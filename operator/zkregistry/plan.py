@@ -37,6 +37,9 @@ class Wanted:
     data: bytes
     sequential: bool = False
     uid: str = field(default="", compare=False)  # the pod's, for metrics only
+    #: What a reader decodes from `data` (the codec's `member`): the mirror records our own
+    #: writes with it instead of parsing what it just encoded.
+    member: Member | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Create:
     data: bytes
     sequential: bool = False
     uid: str = field(default="", compare=False)  # the pod's: for metrics, and the mirror's index
+    member: Member | None = field(default=None, compare=False)  # `data` decoded, if known (Wanted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class Update:
     name: str
     version: int
     data: bytes
+    member: Member | None = field(default=None, compare=False)  # `data` decoded, if known (Wanted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,20 +146,20 @@ def for_instance(
         keep = mine[0]
         ops: list[Op] = [] if keep.created > settled else [Delete(n.name, n.version) for n in ours if n is not keep]
         if keep.data != want.data:
-            ops.append(Update(keep.name, keep.version, want.data))
+            ops.append(Update(keep.name, keep.version, want.data, want.member))
         return ops, None
     # Make before break: a registration of this session first; the others go in a later plan.
     if want.sequential:
-        return [Create(want.name, want.data, True, uid)], None
+        return [Create(want.name, want.data, True, uid, want.member)], None
     free = next((name for name in names_of(want) if name not in taken), None)
     if free is not None:
-        return [Create(free, want.data, False, uid)], None
+        return [Create(free, want.data, False, uid, want.member)], None
     # No free name. Replace one of ours in place: the alternate, so that if both are ours the
     # other keeps the pod visible; if the other is foreign, this is the only way to keep the pod.
     held = sorted((n for n in ours if n.name in names_of(want)), key=lambda n: n.name)
     if held:
         victim = held[-1]
-        return [Replace(victim.name, victim.version, Create(victim.name, want.data, False, uid))], None
+        return [Replace(victim.name, victim.version, Create(victim.name, want.data, False, uid, want.member))], None
     return [], want.name
 
 

@@ -284,5 +284,15 @@ def test_round_trip(name, instance, owner):
     assert read_any("x", format_.encode(instance, owner))[0] is format_
 
 
+@pytest.mark.parametrize("name", FORMATS)
+@given(instance=instances, owner=names)
+def test_member_is_what_any_reader_reads_from_the_encoding(name, instance, owner):
+    """The mirror records our own writes by `member`, and reads everyone's by `read_any`: the two
+    must agree, or a registration of ours would look changed the next time it is read."""
+    format_ = codec(name)
+    data = format_.encode(instance, owner)
+    assert format_.member(instance, owner) == read_any(format_.node_name(instance) + "0000000001", data)[1]
+
+
 def _fields(instance: Instance) -> dict:
     return {f: getattr(instance, f) for f in Instance.__dataclass_fields__}

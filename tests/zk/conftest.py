@@ -26,12 +26,14 @@ def new_client(ensemble, timeout: float = 4.0) -> KazooClient:
     return c
 
 
-def wanted(n: int, service: str, owner: str = OWNER, start: int = 0) -> dict[str, Wanted]:
-    """`n` desired Curator registrations, uids uid-<start>..."""
+def wanted(n: int, service: str, owner: str = OWNER, start: int = 0, port: int = 80) -> dict[str, Wanted]:
+    """`n` desired Curator registrations, uids uid-<start>..., each with its decoded member as
+    the controller makes them."""
     out = {}
     for i in range(start, start + n):
-        instance = Instance(f"uid-{i}", service, "10.0.0.1", 80 + i, "ns", f"pod-{i}", "web", 0)
-        out[instance.id] = Wanted(instance.id, curator.CODEC.encode(instance, owner), uid=instance.id)
+        instance = Instance(f"uid-{i}", service, "10.0.0.1", port + i, "ns", f"pod-{i}", "web", 0)
+        member = curator.CODEC.member(instance, owner)
+        out[instance.id] = Wanted(instance.id, curator.CODEC.encode(instance, owner), uid=instance.id, member=member)
     return out
 
 

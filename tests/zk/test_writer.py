@@ -238,6 +238,24 @@ def test_the_mirror_does_not_decode_a_registration_it_holds_under_another_name(z
     assert all(nodes[f"{uid}{ALTERNATE}"].member == old[uid] for uid in old)
 
 
+def test_the_mirror_records_our_creates_and_updates_without_decoding_them(zk, replica_factory, monkeypatch):
+    """A crash successor creates 10,000 registrations that nobody holds: the mirror takes each
+    one's member from the plan instead of parsing what the controller has just encoded."""
+    a = replica_factory("a")
+    a.lead()
+    decoded: list[str] = []
+    read_any = formats.read_any
+    monkeypatch.setattr(formats, "read_any", lambda name, data: decoded.append(name) or read_any(name, data))
+    assert a.sync(wanted(20, "web")).applied == 20
+    assert a.sync(wanted(20, "web", port=1000)).applied == 20  # an Update each: new port, same znode
+    assert decoded == []
+    recorded = a.membership.snapshot(a.path)
+    monkeypatch.undo()
+    a.membership.refresh(a.path, reread=True)  # what ZooKeeper holds, read and decoded
+    assert a.membership.snapshot(a.path) == recorded
+    assert {node.member.port for node in recorded.values()} == set(range(1000, 1020))
+
+
 def test_a_mirror_handing_over_sees_its_znode_replaced_in_place_by_the_successor(zk, replica_factory):
     """With the pod's other name taken, the successor replaces the old znode in place (a delete
     and a create of one name in one transaction): a listing shows no change, so the replica

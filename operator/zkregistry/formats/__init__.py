@@ -61,6 +61,11 @@ class Codec(Protocol):
         """Reads a znode of this format; raises ValueError if it is not one."""
         ...
 
+    def member(self, instance: Instance, owner: str) -> Member:
+        """What `decode` reads from `encode(instance, owner)`, built without the JSON round trip:
+        the mirror's record of a registration we just wrote."""
+        ...
+
 
 #: Every format's name, which is also its module's; `read_any` tries them in this order.
 FORMATS: tuple[str, ...] = ("curator", "serverset")
@@ -92,6 +97,25 @@ def read_any(name: str, data: bytes, prefer: str | None = None) -> tuple[Codec, 
 
 
 # -- helpers shared by the codecs ---------------------------------------------------------------
+
+
+def own_member(instance: Instance, owner: str, **format_fields: object) -> Member:
+    """The Member that every format reads from its own encoding of `instance`; `format_fields`
+    are those that only some formats carry (Curator's service name, for one)."""
+    return Member(
+        id=instance.id,
+        address=instance.address,
+        port=instance.port,
+        owner=owner,
+        uid=instance.id,
+        namespace=instance.namespace,
+        pod=instance.pod,
+        deployment=instance.deployment,
+        enabled=instance.enabled,
+        metadata=string_map(dict(instance.metadata)),
+        endpoints=tuple(sorted((name, instance.address, port) for name, port in dict(instance.endpoints).items())),
+        **format_fields,
+    )
 
 
 def load_object(data: bytes, what: str) -> dict:

@@ -26,7 +26,7 @@ How Curator 5.x reads it (checked against curator-x-discovery 5.9.0 by tests/zk/
 
 from __future__ import annotations
 
-from zkregistry.formats import Member, as_int, as_str, dump, load_object, string_map
+from zkregistry.formats import Member, as_int, as_str, dump, load_object, own_member, string_map
 from zkregistry.model import Instance
 
 PAYLOAD_CLASS = "java.util.LinkedHashMap"
@@ -63,6 +63,10 @@ class CuratorCodec:
         if not instance.enabled:
             document["enabled"] = False
         return dump(document)
+
+    def member(self, instance: Instance, owner: str) -> Member:
+        """What `decode` reads from `encode(instance, owner)`, without the JSON round trip."""
+        return own_member(instance, owner, service=instance.service, registration_ms=instance.registration_ms)
 
     def decode(self, name: str, data: bytes) -> Member:
         """Any ServiceInstance JSON, Curator's own or ours. It must be a JSON object with a string

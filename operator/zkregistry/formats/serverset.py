@@ -27,7 +27,7 @@ commons' `JsonCodec` write it and Finagle's serverset2 `Endpoint.parseJson` read
 
 from __future__ import annotations
 
-from zkregistry.formats import Member, as_int, as_str, dump, load_object, string_map
+from zkregistry.formats import Member, as_int, as_str, dump, load_object, own_member, string_map
 from zkregistry.model import Instance
 
 PREFIX = "member_"
@@ -58,6 +58,10 @@ class ServersetCodec:
             "deployment": instance.deployment,
         }
         return dump(document)
+
+    def member(self, instance: Instance, owner: str) -> Member:
+        """What `decode` reads from `encode(instance, owner)`, without the JSON round trip."""
+        return own_member(instance, owner)
 
     def decode(self, name: str, data: bytes) -> Member:
         """Any serverset member, ours or not: a JSON object whose `serviceEndpoint` has a string
