@@ -4,7 +4,8 @@ Every replica mirrors every registry's path (so that a standby that becomes lead
 once), whoever wrote the znodes. The mirror follows ZooKeeper through one children watch per
 path: a listing drops the names that are gone and reads only the names it has not seen, so that a
 mass expiry of 10,000 znodes is one watch event and one listing per path. The writer applies the
-results of our own transactions, so that the next plan sees them without a round trip. There is
+results of our own transactions, so that the next plan sees them without a round trip; listings
+of one path are at least `LIST_INTERVAL` apart, and `LIST_AFTER_WRITE` apart while we write it. There is
 no data watch per child: our own znodes change only through our transactions, unless someone
 rewrites one by hand (the leader compares their versions, a few at each turn), and a child that
 another process rewrites in place is read again by `refresh` (the periodic resync).
@@ -28,6 +29,7 @@ answers a session in order.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,6 +50,11 @@ REFRESH_ATTEMPTS = 5  # listings a refresh may try while transactions of ours ke
 #: Seconds between two listings of one path. Every write under a path fires its children watch,
 #: and each listing costs O(path): a burst of events then costs one listing per interval.
 LIST_INTERVAL = 0.1
+#: Seconds between two listings of a path that we wrote in the last such interval. The mirror has
+#: applied our writes already, so such a listing mostly sets the watch again (our own transactions
+#: fire it) and shows what others did meanwhile: a leader writing a path all the time lists it
+#: once a second, not ten times, and sees a change by someone else within about a second.
+LIST_AFTER_WRITE = 1.0
 
 
 class Membership:
@@ -64,6 +71,7 @@ class Membership:
         `refresh` need not read them again (without it, it reads every child)."""
         self.client = client
         self.owner = owner
+        self.after_write = LIST_AFTER_WRITE
         self.on_change = on_change
         self.timeout = timeout  # bound of each blocking read of `refresh`
         self._nodes: dict[str, dict[str, Node]] = {}  # path -> name -> node
@@ -74,6 +82,7 @@ class Membership:
         self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
+        self._written: dict[str, float] = {}  # path -> when a write of ours to it last ended
         self._due: dict[str, float] = {}  # path -> when its deferred listing is to be sent
         self._lock = threading.Lock()
         self._deferred = threading.Condition(self._lock)
@@ -125,8 +134,14 @@ class Membership:
         """From now on learn only which children are gone, and read no new one. A replica
         handing over waits for its own znodes to go; ZooKeeper answers a session in order, so a
         read of each of a successor's thousands of new znodes would delay the listing that
-        shows it."""
+        shows it. The listings that wait after our last writes are sent now: until they are, no
+        watch tells of the successor's changes."""
         self._reading = False
+        with self._lock:
+            self._written.clear()
+            waiting = list(self._due)
+        for path in waiting:
+            self._list(path)
 
     def refresh(self, path: str, reread: bool = False) -> None:
         """List `path` afresh, which sets its children watch again (a reconnect drops it), and read
@@ -257,9 +272,12 @@ class Membership:
                 self._held.setdefault(path, False)
 
     def release(self, paths: Iterable[str]) -> None:
-        """The write to `paths` is over and `applied`: send the listings that waited, one per path."""
+        """The write to `paths` is over and `applied`: the listings that waited follow, one per
+        path, `after_write` seconds after the path's last listing at the soonest."""
+        now = time.monotonic()
         with self._lock:
             due = [path for path in paths if self._held.pop(path, False)]
+            self._written.update(dict.fromkeys(paths, now))
         for path in due:
             self._list(path)
 
@@ -303,6 +321,7 @@ class Membership:
         self._list(event.path)
 
     def _list(self, path: str) -> None:
+        """List `path` now, or once its interval since the last listing has passed."""
         with self._lock:
             if path not in self._nodes:
                 return
@@ -310,7 +329,9 @@ class Membership:
                 self._held[path] = True
                 return
             now = time.monotonic()
-            due = self._listed.get(path, -LIST_INTERVAL) + LIST_INTERVAL
+            written = now - self._written.get(path, -math.inf) < self.after_write
+            interval = self.after_write if written else LIST_INTERVAL
+            due = self._listed.get(path, -interval) + interval
             if due > now:  # listed a moment ago: once more, a little later, for all events meanwhile
                 self._defer(path, due)
                 return
@@ -321,8 +342,8 @@ class Membership:
         )
 
     def _defer(self, path: str, due: float) -> None:
-        """Have `path` listed at `due` (lock held)."""
-        if path in self._due:
+        """Have `path` listed at `due`, or sooner if it already is (lock held)."""
+        if self._due.get(path, math.inf) <= due:
             return
         self._due[path] = due
         if self._lister is None:

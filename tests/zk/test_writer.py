@@ -339,3 +339,42 @@ def test_a_refresh_never_brings_back_a_znode_that_a_later_listing_saw_go(zk, rep
     a.client.get_async = deleting_first
     a.membership.refresh(path)
     assert deleted and not a.membership.has(path, "uid-0")
+
+
+def test_a_leader_writing_a_path_all_the_time_lists_it_once_per_after_write_interval(zk, replica_factory):
+    """Each of our writes fires the path's children watch, and the mirror has applied the write
+    already: listing the whole path again ten times a second is O(path) per pod event. A path we
+    wrote lately is listed at most once per `after_write`; what others did meanwhile is not lost."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    assert a.membership.after_write == membership.LIST_AFTER_WRITE
+    listings: list[float] = []
+    get_children_async = a.client.get_children_async
+    a.client.get_children_async = lambda p, *args, **kwargs: (
+        listings.append(time.monotonic()) or get_children_async(p, *args, **kwargs)
+    )
+    started, port = time.monotonic(), 1000
+    while time.monotonic() - started < 2.5:  # an Update of 20 registrations, again and again
+        port += 20
+        assert a.sync(wanted(20, "web", port=port)).applied == 20
+        if port == 1100:
+            zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
+    elapsed = time.monotonic() - started
+    allowed = 2 + elapsed / membership.LIST_AFTER_WRITE
+    assert len(listings) <= allowed, f"{len(listings)} listings in {elapsed:.2f} s (at most {allowed:.0f})"
+    eventually(lambda: a.membership.has(path, "vm-1"), 10, "the member someone else added meanwhile")
+
+
+def test_handing_over_sends_the_listings_that_wait_after_our_writes(zk, replica_factory):
+    """A replica handing over learns only from listings that its own znodes are gone; one that
+    waits `after_write` after its last write would delay the handover by as much."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    a.membership.after_write = 60.0
+    assert a.sync(wanted(3, "web")).applied == 3
+    assert a.sync(wanted(3, "web", port=1000)).applied == 3  # its listing now waits 60 s
+    a.membership.names_only()
+    zk.delete(f"{path}/uid-1")  # as a successor does once it has registered the pod anew
+    eventually(lambda: not a.membership.has(path, "uid-1"), 10, "the deletion seen well before 60 s")
