@@ -20,10 +20,13 @@ expects, a transaction is all or nothing, and a failed transaction makes the con
 What the mirror must never do is go back in time. A read sent before one of our transactions
 may be answered after the transaction was applied to the mirror, and would undo it (a znode we
 just created looks deleted, we create it again, the transaction fails, and so on in a storm). So
-each path has an epoch, counting our transactions applied to it and the refreshes begun; a read
-carries the epoch in which it was sent, and a read from an older epoch is sent again instead of
-being applied. A read sent after a transaction's reply reflects that transaction: ZooKeeper
-answers a session in order.
+each path has an epoch, counting our transactions applied to it and the refreshes begun; a
+listing or read carries the epoch in which it was sent. A listing from an older epoch is sent
+again instead of being applied; so is a read of a name that a later transaction of ours touched
+(the path keeps the names of its last `HISTORY` transactions), while a read of another name
+stands: otherwise a member added by someone else would never be mirrored while we keep writing
+its path. A read sent after a transaction's reply reflects that transaction: ZooKeeper answers a
+session in order.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -47,6 +51,7 @@ from zkregistry.plan import instance_key as _key
 log = logging.getLogger(__name__)
 
 REFRESH_ATTEMPTS = 5  # listings a refresh may try while transactions of ours keep landing
+HISTORY = 64  # transactions of ours per path whose names tell whether a read is stale
 #: Seconds between two listings of one path. Every write under a path fires its children watch,
 #: and each listing costs O(path): a burst of events then costs one listing per interval.
 LIST_INTERVAL = 0.1
@@ -77,6 +82,8 @@ class Membership:
         self._nodes: dict[str, dict[str, Node]] = {}  # path -> name -> node
         self._keys: dict[str, dict[str, set[str]]] = {}  # path -> instance key -> names
         self._epochs: dict[str, int] = {}  # path -> our transactions applied to it so far
+        #: path -> (epoch, names that transaction touched; None: every name, for a refresh)
+        self._history: dict[str, deque[tuple[int, frozenset[str] | None]]] = {}
         self._seen: dict[str, int] = {}  # path -> changes the watch applied (a refresh retries on one)
         self._reading = True  # read new children (False once handing over: see `names_only`)
         self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
@@ -158,7 +165,7 @@ class Membership:
                 if path not in self._nodes:
                     return
                 # Listings and reads still in flight are older than this one: they list again.
-                epoch = self._epochs[path] = self._epochs.get(path, 0) + 1
+                epoch = self._advance(path, None)
                 seen = self._seen.get(path, 0)
                 known = dict(self._nodes[path])
             try:
@@ -288,13 +295,14 @@ class Membership:
             nodes, keys = self._nodes.get(path), self._keys.get(path)
             if nodes is None or keys is None:
                 return
-            self._epochs[path] = self._epochs.get(path, 0) + 1
-            position, now = 0, time.monotonic()
+            position, now, touched = 0, time.monotonic(), set()
             for op in ops:
                 if isinstance(op, Delete | Replace):
                     _drop(nodes, keys, op.name)
+                    touched.add(op.name)
                     position += 1
                 if isinstance(op, Update):
+                    touched.add(op.name)
                     created = nodes[op.name].created if op.name in nodes else 0.0
                     member = op.member if op.member is not None else _member(op.name, op.data)
                     _put(nodes, keys, Node(op.name, op.data, op.version + 1, session, member, created))
@@ -307,7 +315,26 @@ class Membership:
                         twin = _twin(nodes, keys, new.uid, new.data)
                         member = twin.member if twin is not None else _member(name, new.data)
                     _put(nodes, keys, Node(name, new.data, 0, session, member, now))
+                    touched.add(name)
                     position += 1
+            self._advance(path, frozenset(touched))
+
+    def _advance(self, path: str, touched: frozenset[str] | None) -> int:
+        """A transaction of ours that touched these names (None: a refresh, as if every name) is
+        applied to `path`: the next epoch (lock held)."""
+        epoch = self._epochs[path] = self._epochs.get(path, 0) + 1
+        self._history.setdefault(path, deque(maxlen=HISTORY)).append((epoch, touched))
+        return epoch
+
+    def _current(self, path: str, name: str, epoch: int) -> bool:
+        """Whether a read of `name` sent in `epoch` is still true: no transaction of ours (or
+        refresh) touched the name since (lock held). Unknown, past the history: not current."""
+        if self._epochs.get(path, 0) == epoch:
+            return True
+        history = self._history.get(path, ())
+        if not history or history[0][0] > epoch + 1:
+            return False
+        return all(touched is not None and name not in touched for at, touched in history if at > epoch)
 
     def _settled(self, node: Node) -> bool:
         """Whether the mirror's copy of `node` needs no re-reading: one of our registrations."""
@@ -414,7 +441,7 @@ class Membership:
             nodes, keys = self._nodes.get(path), self._keys.get(path)
             if nodes is None or keys is None:
                 return
-            stale = self._epochs.get(path, 0) != epoch
+            stale = not self._current(path, name, epoch)
             if not stale:
                 node = _node(name, data, stat)
                 _put(nodes, keys, node)

@@ -378,3 +378,26 @@ def test_handing_over_sends_the_listings_that_wait_after_our_writes(zk, replica_
     a.membership.names_only()
     zk.delete(f"{path}/uid-1")  # as a successor does once it has registered the pod anew
     eventually(lambda: not a.membership.has(path, "uid-1"), 10, "the deletion seen well before 60 s")
+
+
+def test_a_member_someone_else_adds_is_mirrored_within_seconds_while_we_keep_writing_the_path(zk, replica_factory):
+    """A read of a new name sent before a transaction of ours and answered after it is stale only
+    if that transaction touched the name: were every such read retried through a listing, a
+    member added by someone else would never reach the mirror while we keep writing the path."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    created: list[float] = []
+    seen: list[float] = []
+    started, port = time.monotonic(), 1000
+    while (elapsed := time.monotonic() - started) < 6.0:  # an Update of 20 registrations, again and again
+        port += 20
+        a.sync(wanted(20, "web", port=port))
+        if not created and elapsed > 0.5:
+            zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
+            created.append(elapsed)
+        if created and not seen and a.membership.has(path, "vm-1"):
+            seen.append(elapsed)
+    assert created
+    assert seen, "the foreign member never reached the mirror while we kept writing (6 s)"
+    assert seen[0] - created[0] < 3 * membership.LIST_AFTER_WRITE, f"seen {seen[0] - created[0]:.2f} s after its create"
