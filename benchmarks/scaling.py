@@ -117,7 +117,7 @@ class Workload:
 
     def fill(self, inventory, keep: bool) -> list:
         """Puts everything into `inventory`; returns the pods (empty unless `keep`)."""
-        from zkregistry.model import Deployment, Registry
+        from zkregistry.model import Deployment, Registry, ReplicaSet
 
         kept = []
         for k, size in enumerate(self.sizes):
@@ -133,7 +133,7 @@ class Workload:
                 inventory.put_deployment(
                     Deployment(NAMESPACE, deployment, _uid(self.rng), name, None, (("http", 8080),))
                 )
-                inventory.put_replicaset((NAMESPACE, replicaset), deployment)
+                inventory.put_replicaset(ReplicaSet(NAMESPACE, replicaset, deployment))
                 self.path_of_rs[replicaset] = f"{self.base_path}/{name}"
                 for _ in range(min(PODS_PER_DEPLOYMENT, size - d * PODS_PER_DEPLOYMENT)):
                     pod = self.pod(replicaset)
