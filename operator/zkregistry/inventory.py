@@ -131,7 +131,7 @@ class Inventory:
     def put_deployment(self, deployment: Deployment) -> None:
         with self._lock:
             affected = self._put_deployment(deployment)
-        if affected is not None:
+        if affected:
             self.on_change(affected)
 
     def remove_deployment(self, key: Key) -> None:
@@ -148,7 +148,7 @@ class Inventory:
             listed: set[Key] = set()
             for deployment in deployments:
                 listed.add(deployment.key)
-                affected |= self._put_deployment(deployment) or set()
+                affected |= self._put_deployment(deployment)
             for key in _unlisted(self._deployments, listed, namespace):
                 affected |= self._remove_deployment(key)
         if affected:
@@ -157,7 +157,7 @@ class Inventory:
     def put_replicaset(self, replicaset: ReplicaSet) -> None:
         with self._lock:
             affected = self._put_replicaset(replicaset)
-        if affected is not None:
+        if affected:
             self.on_change(affected)
 
     def remove_replicaset(self, key: Key) -> None:
@@ -174,7 +174,7 @@ class Inventory:
             listed: set[Key] = set()
             for replicaset in replicasets:
                 listed.add(replicaset.key)
-                affected |= self._put_replicaset(replicaset) or set()
+                affected |= self._put_replicaset(replicaset)
             for key in _unlisted(self._replicasets, listed, namespace):
                 affected |= self._remove_replicaset(key)
         if affected:
@@ -329,12 +329,12 @@ class Inventory:
             self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
         return {registry: {old.uid} for registry in self._registries_of_pods(old)}
 
-    def _put_deployment(self, deployment: Deployment) -> set[Key] | None:
-        """Stores `deployment` (lock held); returns the registries it affects, None if it equals
+    def _put_deployment(self, deployment: Deployment) -> set[Key]:
+        """Stores `deployment` (lock held); returns the registries it affects, none if it equals
         the one held (an update of its status alone)."""
         old = self._deployments.get(deployment.key)
         if old == deployment:
-            return None
+            return set()
         self._deployments[deployment.key] = deployment
         return _registry_keys(old, deployment)
 
@@ -342,13 +342,13 @@ class Inventory:
         """Forgets Deployment `key` (lock held); returns the registries it affected."""
         return _registry_keys(self._deployments.pop(key, None))
 
-    def _put_replicaset(self, replicaset: ReplicaSet) -> set[Key] | None:
+    def _put_replicaset(self, replicaset: ReplicaSet) -> set[Key]:
         """Stores `replicaset`'s link to its Deployment (lock held); returns the registries it
-        affects, None if the link is unchanged (an update of its status alone)."""
+        affects, none if the link is unchanged (an update of its status alone)."""
         key, deployment = replicaset.key, replicaset.deployment
         old = self._replicasets.get(key, ...)
         if old == deployment:
-            return None
+            return set()
         self._replicasets[key] = deployment
         if isinstance(old, str):
             self._rs_by_deployment[(key[0], old)].discard(key[1])
