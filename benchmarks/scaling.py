@@ -3,10 +3,10 @@
     tools/env.sh python -m benchmarks.scaling [--pods 1000,10000,100000] [--hosts H] [--out DIR]
 
 One replica, wired as operator/zkregistry/app.py wires it (Inventory, Controller, Membership,
-Writer, Election; no kopf, no pod reflector, no reporter), against a real 3-server ensemble
-(`--hosts`, or one started here). The harness stands in for the pod reflector: it calls
-`Inventory.put_pod` / `remove_pod` with `model.Pod` records, as the reflector does once it has
-parsed a watch event.
+Writer, Election; no kopf, no reflectors, no reporter), against a real 3-server ensemble
+(`--hosts`, or one started here). The harness stands in for the reflectors: it fills the inventory
+with `model` records and calls `Inventory.put_pod` / `remove_pod`, as the pod reflector does once
+it has parsed a watch event.
 
 N pods are spread over N // 1,000 registries (1 to 50) in two layouts: `even` (every service path
 about as large: 1,000 pods at N = 1,000 and 10,000, 2,000 at 100,000), which isolates the size of
@@ -117,7 +117,7 @@ class Workload:
 
     def fill(self, inventory, keep: bool) -> list:
         """Puts everything into `inventory`; returns the pods (empty unless `keep`)."""
-        from zkregistry.model import Deployment, Registry
+        from zkregistry.model import Deployment, Registry, ReplicaSet
 
         kept = []
         for k, size in enumerate(self.sizes):
@@ -133,7 +133,7 @@ class Workload:
                 inventory.put_deployment(
                     Deployment(NAMESPACE, deployment, _uid(self.rng), name, None, (("http", 8080),))
                 )
-                inventory.put_replicaset((NAMESPACE, replicaset), deployment)
+                inventory.put_replicaset(ReplicaSet(NAMESPACE, replicaset, deployment))
                 self.path_of_rs[replicaset] = f"{self.base_path}/{name}"
                 for _ in range(min(PODS_PER_DEPLOYMENT, size - d * PODS_PER_DEPLOYMENT)):
                     pod = self.pod(replicaset)
@@ -143,7 +143,7 @@ class Workload:
         return kept
 
     def pod(self, replicaset: str, ready: bool = True):
-        """A new serving pod of `replicaset`, as the reflector would make it from a watch event."""
+        """A new serving pod of `replicaset`, as the pod reflector would make it from a watch event."""
         from zkregistry.model import Pod
 
         i = self.counter
@@ -165,12 +165,12 @@ class Workload:
         )
 
 
-# -- one replica, as app.py wires it (without kopf, the reflector and the reporter) -------------
+# -- one replica, as app.py wires it (without kopf, the reflectors and the reporter) ------------
 
 
 class Replica:
     """app.py's `Operator`, built as it is, but started only in part: the ZooKeeper client with its
-    state listener, the controller's thread and the election; no kopf, pod reflector, reporter
+    state listener, the controller's thread and the election; no kopf, reflectors, reporter
     thread or HTTP server. The reporter's wake-up (`on_reconciled`) tells the harness instead."""
 
     def __init__(self, hosts: str, root: str, identity: str = "scaling-0", resync_seconds: float = 86400.0) -> None:
@@ -205,8 +205,10 @@ class Replica:
 
     def lead(self) -> None:
         """The inventory is complete: join the election and run the controller's loop."""
-        self.inventory.mark_synced("kopf")
-        self.inventory.mark_synced("pods")
+        from zkregistry.inventory import SOURCES
+
+        for source in SOURCES:  # this harness stands in for kopf and every reflector
+            self.inventory.mark_synced(source)
         self.election.join()
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop,), name="controller", daemon=True)
         self.thread.start()
@@ -823,7 +825,7 @@ def summarise(runs: dict[str, dict[str, dict]], seconds: float, transitions: int
             )
     return {
         "method": "One replica (app.py's Operator: inventory, controller, mirror, writer and election, without kopf, "
-        "the pod reflector or the reporter) against a 3-server ensemble, fed pod transitions through "
+        "the reflectors or the reporter) against a 3-server ensemble, fed pod transitions through "
         "Inventory.put_pod/remove_pod in a closed loop, each waited for until written",
         "transitions_per_n": transitions,
         "ensemble": {"heap": HEAP, "jute_maxbuffer": JUTE_MAXBUFFER},

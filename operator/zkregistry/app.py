@@ -1,10 +1,11 @@
 """The operator process (`zkregistry run`): wires the parts together and runs them until told to stop.
 
-Threads: kopf with its own event loop feeds the inventory; the controller writes ZooKeeper; the
-reporter writes Kubernetes; kazoo has its own. On SIGTERM a leader hands over gracefully: it stops
-writing, leaves the election so that a successor is elected at once, and keeps its session open
-until the successor owns every registration (or `handover_timeout` passes), so that clients
-watching a service never see a member disappear.
+Threads: kopf with its own event loop and one reflector per kind (Pods, ReplicaSets, Deployments)
+feed the inventory; the controller writes ZooKeeper; the reporter writes Kubernetes; kazoo has its
+own. On SIGTERM a leader hands over gracefully: it stops writing, leaves the election so that a
+successor is elected at once, and keeps its session open until the successor owns every
+registration (or `handover_timeout` passes), so that clients watching a service never see a member
+disappear.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from zkregistry.controller import Controller
 from zkregistry.election import Election
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
-from zkregistry.reflector import PodReflector
+from zkregistry.reflector import KINDS, Reflector
 from zkregistry.reporter import Reporter
 from zkregistry.writer import Writer
 
@@ -50,8 +51,7 @@ class Operator:
         self.inventory = Inventory(
             on_change=lambda keys: self.controller.registries_changed(keys),
             on_pods=lambda key, uids: self.controller.pods_changed(key, uids),
-            sources=("kopf", "pods"),
-        )
+        )  # its default sources: kopf and the reflector of each of KINDS
         self.membership = Membership(
             self.client,
             on_change=lambda path, uids: self.controller.path_changed(path, uids),
@@ -121,7 +121,8 @@ class Operator:
         self.client.add_listener(self._connection_changed)
         self.client.start_async()
         self._spawn("kopf", self._run_kopf)
-        self._spawn("pods", PodReflector(self.inventory, self.settings.namespaces).run, self.stop)
+        for kind in KINDS:  # each thread a kind's, watched by `healthy` as kopf's is
+            self._spawn(kind.name, Reflector(self.inventory, kind, self.settings.namespaces).run, self.stop)
         self._spawn("controller", self.controller.run, self.stop)
         self._spawn("reporter", self.reporter.run, self.stop)
         self._spawn("election", self._join_when_ready)
@@ -135,7 +136,7 @@ class Operator:
 
     def _join_when_ready(self) -> None:
         # A replica with an incomplete inventory must never lead: it would delete what it has not
-        # seen yet. So it joins the election only once kopf and the pod reflector have listed; the
+        # seen yet. So it joins the election only once kopf and every reflector have listed; the
         # controller's turns then enter and re-evaluate it.
         while not self.stop.is_set() and not self.inventory.synced.wait(0.5):
             pass

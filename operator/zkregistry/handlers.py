@@ -1,14 +1,16 @@
-"""kopf handlers: how ServiceRegistries, Deployments, ReplicaSets and nodes reach zkregistry.
+"""kopf handlers: how ServiceRegistries, RegistryPolicies, namespaces and nodes reach zkregistry.
 
-Pods do not come through kopf: the pod reflector (reflector.py) watches them, because kopf never
-reports the deletions that a relist after `410 Gone` reveals, and because kopf's per-object
-machinery is the main CPU cost at many thousands of pods.
+Pods, ReplicaSets and Deployments do not come through kopf: a reflector per kind (reflector.py)
+lists and watches them, because kopf never reports the deletions that a relist after `410 Gone`
+reveals, and because kopf's per-object machinery was the main CPU cost at many thousands of pods
+(each pod's readiness change also rewrites the status of its ReplicaSet and its Deployment).
+What stays here changes rarely.
 
 Read-only by construction: `@kopf.index` (fed during kopf's initial listing and on every change)
 and `@kopf.on.event` (which sees deletions) store nothing on the objects, add no finalizers and
 return None, so kopf patches nothing. kopf holds every other handler back until all indexes have
 their initial listing; the event handler of our own CRD therefore marks kopf's part of the
-inventory complete.
+inventory complete (the reflectors mark their own).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import kopf
 from zkregistry import api
 from zkregistry.admission import Policy
 from zkregistry.inventory import Inventory
-from zkregistry.model import Deployment, Registry, key_of, node_zone, replicaset_owner
+from zkregistry.model import Registry, key_of, node_zone
 
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 
@@ -38,14 +40,6 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
     @kopf.on.login(registry=handlers)
     def login(**kwargs: object) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)  # in-cluster ServiceAccount, else KUBECONFIG
-
-    @kopf.index("apps", "v1", "replicasets", registry=handlers)
-    async def replicaset(body: kopf.Body, **_: object) -> None:
-        inventory.put_replicaset(key_of(body), replicaset_owner(body))
-
-    @kopf.index("apps", "v1", "deployments", registry=handlers)
-    async def deployment(body: kopf.Body, **_: object) -> None:
-        inventory.put_deployment(Deployment.from_body(body))
 
     @kopf.index("v1", "nodes", registry=handlers)
     async def node(body: kopf.Body, **_: object) -> None:
@@ -67,8 +61,6 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
         ("v1", "namespaces"): lambda key: inventory.put_namespace(key[1], None),
         (f"{api.GROUP}/{api.VERSION}", api.POLICY_PLURAL): lambda key: inventory.remove_policy(key[1]),
         ("v1", "nodes"): lambda key: inventory.remove_node(key[1]),
-        ("apps/v1", "replicasets"): inventory.remove_replicaset,
-        ("apps/v1", "deployments"): inventory.remove_deployment,
         (f"{api.GROUP}/{api.VERSION}", api.PLURAL): inventory.remove_registry,
     }
     for (group_version, plural), remove in removals.items():

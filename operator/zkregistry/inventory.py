@@ -1,18 +1,23 @@
 """The inventory: every replica's in-memory view of the Kubernetes objects that matter.
 
-Fed by kopf (handlers.py) on kopf's thread and by the pod reflector (reflector.py) on its own,
-read by the controller on its own; one lock guards it. It keeps the small `model` records, not the
+Fed by kopf (handlers.py: registries, policies, namespaces, nodes) on kopf's thread and by one
+reflector per kind (reflector.py: Pods, ReplicaSets, Deployments) on threads of their own, read
+by the controller on its own; one lock guards it. It keeps the small `model` records, not the
 objects, and the indexes that turn one pod event into the one registry it affects: pod ->
 ReplicaSet -> Deployment -> annotated registry.
 
 Two kinds of change reach the controller. A pod event costs O(1): `on_pods(registry, {uid})`
 names the registry and the pod, and `instance(registry, uid)` computes that pod's registration
 alone. A change of a Deployment, ReplicaSet, node zone or registry spec, which may affect every
-pod of a registry, is `on_change(registries)`: the controller then plans the whole path.
+pod of a registry, is `on_change(registries)`: the controller then plans the whole path. An
+update equal to the record held (a Deployment's or ReplicaSet's status, rewritten whenever a
+pod's readiness changes, is not part of the record) returns before telling anyone.
 
 It is complete (`synced`) once every source has listed what it watches (`mark_synced`). A fresh
-list of pods replaces what the inventory held (`replace_pods`), so that a pod deleted while the
-pod watch was broken goes away although no DELETED event ever came for it.
+list of one kind in one scope replaces what the inventory held there (`replace_pods`,
+`replace_replicasets`, `replace_deployments`), so that an object deleted while its watch was
+broken goes away although no DELETED event ever came for it; the controller is told once per
+list, of everything that the list changed.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from zkregistry.admission import Policy
-from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, desired_instances
+from zkregistry.model import Deployment, Instance, Key, Pod, Problem, Registry, ReplicaSet, desired_instances
 
-#: What feeds the inventory: kopf (registries, Deployments, ReplicaSets, nodes) and the pod reflector.
-SOURCES = ("kopf", "pods")
+#: What feeds the inventory: kopf (registries, policies, namespaces, nodes) and the reflector of
+#: each kind, named as `reflector.Kind.name`.
+SOURCES = ("kopf", "pods", "replicasets", "deployments")
 
 
 class Inventory:
@@ -124,37 +130,55 @@ class Inventory:
 
     def put_deployment(self, deployment: Deployment) -> None:
         with self._lock:
-            old = self._deployments.get(deployment.key)
-            if old == deployment:
-                return
-            self._deployments[deployment.key] = deployment
-        self.on_change(_registry_keys(old, deployment))
+            affected = self._put_deployment(deployment)
+        if affected:
+            self.on_change(affected)
 
     def remove_deployment(self, key: Key) -> None:
         with self._lock:
-            old = self._deployments.pop(key, None)
-        self.on_change(_registry_keys(old))
-
-    def put_replicaset(self, key: Key, deployment: str | None) -> None:
-        with self._lock:
-            old = self._replicasets.get(key, ...)
-            if old == deployment:
-                return
-            self._replicasets[key] = deployment
-            if isinstance(old, str):
-                self._rs_by_deployment[(key[0], old)].discard(key[1])
-            if deployment is not None:
-                self._rs_by_deployment[(key[0], deployment)].add(key[1])
-            affected = self._registries_of_deployments(key[0], {old, deployment})
+            affected = self._remove_deployment(key)
         self.on_change(affected)
+
+    def replace_deployments(self, namespace: str | None, deployments: Iterable[Deployment]) -> None:
+        """A fresh list of every Deployment in `namespace` (every namespace if None) replaces what
+        the inventory holds there, as `replace_pods` does for pods; the controller is told once,
+        of every registry affected."""
+        affected: set[Key] = set()
+        with self._lock:
+            listed: set[Key] = set()
+            for deployment in deployments:
+                listed.add(deployment.key)
+                affected |= self._put_deployment(deployment)
+            for key in _unlisted(self._deployments, listed, namespace):
+                affected |= self._remove_deployment(key)
+        if affected:
+            self.on_change(affected)
+
+    def put_replicaset(self, replicaset: ReplicaSet) -> None:
+        with self._lock:
+            affected = self._put_replicaset(replicaset)
+        if affected:
+            self.on_change(affected)
 
     def remove_replicaset(self, key: Key) -> None:
         with self._lock:
-            old = self._replicasets.pop(key, None)
-            if old is not None:
-                self._rs_by_deployment[(key[0], old)].discard(key[1])
-            affected = self._registries_of_deployments(key[0], {old})
+            affected = self._remove_replicaset(key)
         self.on_change(affected)
+
+    def replace_replicasets(self, namespace: str | None, replicasets: Iterable[ReplicaSet]) -> None:
+        """A fresh list of every ReplicaSet in `namespace` (every namespace if None) replaces what
+        the inventory holds there, as `replace_pods` does for pods; the controller is told once,
+        of every registry affected."""
+        affected: set[Key] = set()
+        with self._lock:
+            listed: set[Key] = set()
+            for replicaset in replicasets:
+                listed.add(replicaset.key)
+                affected |= self._put_replicaset(replicaset)
+            for key in _unlisted(self._replicasets, listed, namespace):
+                affected |= self._remove_replicaset(key)
+        if affected:
+            self.on_change(affected)
 
     def put_node(self, name: str, zone: str | None) -> None:
         """A node's zone; the registries that copy zones into metadata are told when it changes
@@ -197,8 +221,7 @@ class Inventory:
             for pod in pods:
                 listed.add(pod.key)
                 _merge(affected, self._put_pod(pod))
-            gone = [k for k in self._pods if k not in listed and (namespace is None or k[0] == namespace)]
-            for key in gone:
+            for key in _unlisted(self._pods, listed, namespace):
                 _merge(affected, self._remove_pod(key))
         self._tell(affected)
 
@@ -314,6 +337,40 @@ class Inventory:
             d for d in self._deployments.values() if d.namespace == registry.namespace and d.registry == registry.name
         ]
 
+    def _put_deployment(self, deployment: Deployment) -> set[Key]:
+        """Stores `deployment` (lock held); returns the registries it affects, none if it equals
+        the one held (an update of its status alone)."""
+        old = self._deployments.get(deployment.key)
+        if old == deployment:
+            return set()
+        self._deployments[deployment.key] = deployment
+        return _registry_keys(old, deployment)
+
+    def _remove_deployment(self, key: Key) -> set[Key]:
+        """Forgets Deployment `key` (lock held); returns the registries it affected."""
+        return _registry_keys(self._deployments.pop(key, None))
+
+    def _put_replicaset(self, replicaset: ReplicaSet) -> set[Key]:
+        """Stores `replicaset`'s link to its Deployment (lock held); returns the registries it
+        affects, none if the link is unchanged (an update of its status alone)."""
+        key, deployment = replicaset.key, replicaset.deployment
+        old = self._replicasets.get(key, ...)
+        if old == deployment:
+            return set()
+        self._replicasets[key] = deployment
+        if isinstance(old, str):
+            self._rs_by_deployment[(key[0], old)].discard(key[1])
+        if deployment is not None:
+            self._rs_by_deployment[(key[0], deployment)].add(key[1])
+        return self._registries_of_deployments(key[0], {old, deployment})
+
+    def _remove_replicaset(self, key: Key) -> set[Key]:
+        """Forgets ReplicaSet `key` (lock held); returns the registries it affected."""
+        old = self._replicasets.pop(key, None)
+        if old is not None:
+            self._rs_by_deployment[(key[0], old)].discard(key[1])
+        return self._registries_of_deployments(key[0], {old})
+
     def _claimants(self, path: str) -> set[Key]:
         return {k for k, r in self._registries.items() if r.service_path == path}
 
@@ -328,6 +385,11 @@ class Inventory:
                 deployment = self._replicasets.get((pod.namespace, pod.replicaset))
                 keys |= self._registries_of_deployments(pod.namespace, {deployment})
         return keys
+
+
+def _unlisted(held: dict[Key, object], listed: set[Key], namespace: str | None) -> list[Key]:
+    """The keys of `held` in `namespace` (every namespace if None) that a fresh list lacks."""
+    return [k for k in held if k not in listed and (namespace is None or k[0] == namespace)]
 
 
 def _merge(into: dict[Key, set[str]], more: dict[Key, set[str]]) -> None:

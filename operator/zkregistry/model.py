@@ -108,7 +108,10 @@ class Registry:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """The parts of a Deployment that matter: its opt-in annotation and its template's ports."""
+    """The parts of a Deployment that matter: its opt-in annotation and its template's ports.
+
+    Its status is not read: the Deployment controller rewrites it whenever a pod's readiness
+    changes, and such an update must compare equal to the record already held."""
 
     namespace: str
     name: str
@@ -136,6 +139,25 @@ class Deployment:
             ports=container_ports(template),
             host_ports=host_ports(template),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSet:
+    """The one part of a ReplicaSet that matters: the Deployment that controls it (the link from a
+    pod to its Deployment). Its status, which changes with every pod's readiness, is not kept."""
+
+    namespace: str
+    name: str
+    deployment: str | None  # the controlling Deployment's name; None: not a Deployment's
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping) -> ReplicaSet:
+        namespace, name = _key(body)
+        return cls(namespace=namespace, name=name, deployment=replicaset_owner(body))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ unhealthy, so that Kubernetes restarts it instead of keeping a dead replica that
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -40,3 +41,13 @@ def test_a_replica_still_listing_before_it_joins_is_not_stalled():
     op = operator(0.0, 10**6)
     op.election._joined = False  # it joins only once its inventory is complete, however long that takes
     assert op.healthy()
+
+
+def test_a_dead_worker_thread_is_unhealthy():
+    # A reflector's `run` (one thread per kind) raises, and so ends, when a scope's thread died.
+    op = operator(0.0, 0.0)
+    dead = threading.Thread(target=lambda: None, name="replicasets")
+    dead.start()
+    dead.join()
+    op._threads = [dead]
+    assert not op.healthy()

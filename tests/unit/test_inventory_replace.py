@@ -1,22 +1,23 @@
-"""The inventory's Replace: a fresh list of pods is the whole truth for its scope, as client-go's
-DeltaFIFO.Replace makes it; and the inventory is complete only once every source has listed."""
+"""The inventory's Replace: a fresh list of pods, ReplicaSets or Deployments is the whole truth for
+its scope, as client-go's DeltaFIFO.Replace makes it; and the inventory is complete only once every
+source has listed."""
 
 from __future__ import annotations
 
 import pytest
 
 from zkregistry.inventory import Inventory
-from zkregistry.model import Deployment, Pod, Registry
+from zkregistry.model import Deployment, Pod, Registry, ReplicaSet
 
 
-def pod(name: str, namespace: str = "a", ready: bool = True) -> Pod:
+def pod(name: str, namespace: str = "a", ready: bool = True, replicaset: str = "web-1") -> Pod:
     return Pod.from_body(
         {
             "metadata": {
                 "name": name,
                 "namespace": namespace,
                 "uid": f"uid-{namespace}-{name}",
-                "ownerReferences": [{"kind": "ReplicaSet", "name": "web-1", "controller": True}],
+                "ownerReferences": [{"kind": "ReplicaSet", "name": replicaset, "controller": True}],
             },
             "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]},
             "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": str(ready)}]},
@@ -39,7 +40,7 @@ def inventory_with_registries(*namespaces: str) -> tuple[Inventory, dict]:
                 }
             )
         )
-        inventory.put_replicaset((ns, "web-1"), "web")
+        inventory.put_replicaset(ReplicaSet(ns, "web-1", "web"))
     changed.clear()
     return inventory, changed
 
@@ -98,6 +99,89 @@ def test_replace_of_every_namespace():
     assert changed == {("a", "reg"): {"uid-a-p1"}, ("b", "reg"): {"uid-b-p1", "uid-b-p2"}}
 
 
+def web(namespace: str, registry: str | None = "reg", port: int = 8080) -> Deployment:
+    annotations = {"zkregistry.io/registry": registry} if registry else {}
+    return Deployment.from_body(
+        {
+            "metadata": {"name": "web", "namespace": namespace, "annotations": annotations},
+            "spec": {"template": {"spec": {"containers": [{"ports": [{"containerPort": port}]}]}}},
+            "status": {"readyReplicas": 1},
+        }
+    )
+
+
+def with_registry_changes(*namespaces: str) -> tuple[Inventory, list[set]]:
+    """`inventory_with_registries` with pod p1 in each namespace; and the whole-registry changes
+    it reports from then on, one set per call of `on_change`."""
+    inventory, _ = inventory_with_registries(*namespaces)
+    for ns in namespaces:
+        inventory.put_pod(pod("p1", ns))
+    changes: list[set] = []
+    inventory.on_change = lambda keys: changes.append(set(keys))
+    return inventory, changes
+
+
+def test_replace_replicasets_removes_the_missing_ones_and_tells_the_controller_once():
+    inventory, changes = with_registry_changes("a", "b")
+    inventory.put_replicaset(ReplicaSet("a", "web-0", "web"))
+    inventory.put_replicaset(ReplicaSet("a", "loose", None))
+    inventory.put_pod(pod("p0", "a", replicaset="web-0"))
+    assert desired(inventory, "a") == {"uid-a-p0", "uid-a-p1"}
+    changes.clear()
+
+    # web-1 and web-0 of namespace "a" were deleted while the watch was away; web-2 is new.
+    inventory.replace_replicasets("a", [ReplicaSet("a", "loose", None), ReplicaSet("a", "web-2", "web")])
+
+    assert desired(inventory, "a") == set(), "the pods of the deleted ReplicaSets lead nowhere"
+    assert desired(inventory, "b") == {"uid-b-p1"}, "another namespace is left alone"
+    assert changes == [{("a", "reg")}], "once, for three ReplicaSets"
+
+
+def test_replace_replicasets_of_every_namespace_tells_the_union_once():
+    inventory, changes = with_registry_changes("a", "b")
+    inventory.replace_replicasets(None, [ReplicaSet("b", "web-1", "web")])
+    assert desired(inventory, "a") == set() and desired(inventory, "b") == {"uid-b-p1"}
+    assert changes == [{("a", "reg")}]
+
+    inventory.replace_replicasets(None, [])
+    assert desired(inventory, "b") == set()
+    assert changes == [{("a", "reg")}, {("b", "reg")}]
+
+
+def test_replace_replicasets_with_an_unchanged_list_changes_nothing():
+    inventory, changes = with_registry_changes("a", "b")
+    inventory.replace_replicasets(None, [ReplicaSet("a", "web-1", "web"), ReplicaSet("b", "web-1", "web")])
+    assert changes == []
+    assert desired(inventory, "a") == {"uid-a-p1"}
+
+
+def test_replace_deployments_removes_the_missing_ones_and_tells_the_union_once():
+    inventory, changes = with_registry_changes("a", "b", "c")
+
+    # "a"'s web was deleted while the watch was away, "b"'s moved to port 9090, "c"'s only
+    # changed its status (not part of the record).
+    inventory.replace_deployments(None, [web("b", port=9090), web("c")])
+
+    assert desired(inventory, "a") == set()
+    assert inventory.deployment(("b", "web")).ports == (("", 9090),)
+    assert desired(inventory, "c") == {"uid-c-p1"}
+    assert changes == [{("a", "reg"), ("b", "reg")}], "once, with every registry affected"
+
+
+def test_replace_deployments_of_a_namespace_leaves_other_namespaces_alone():
+    inventory, changes = with_registry_changes("a", "b")
+    inventory.replace_deployments("a", [web("a", registry=None)])  # "a"'s web opted out
+    assert desired(inventory, "a") == set() and desired(inventory, "b") == {"uid-b-p1"}
+    assert changes == [{("a", "reg")}]
+
+
+def test_replace_deployments_with_only_their_status_changed_changes_nothing():
+    inventory, changes = with_registry_changes("a", "b")
+    inventory.replace_deployments(None, [web("a"), web("b")])
+    inventory.put_deployment(web("a"))
+    assert changes == []
+
+
 def test_synced_only_once_every_source_has_listed():
     inventory = Inventory(sources=("kopf", "pods"))
     assert not inventory.synced.is_set()
@@ -108,10 +192,11 @@ def test_synced_only_once_every_source_has_listed():
     assert inventory.synced.is_set()
 
 
-def test_the_default_sources_are_kopf_and_the_pod_reflector():
+def test_the_default_sources_are_kopf_and_the_reflector_of_each_kind():
     inventory = Inventory()
-    inventory.mark_synced("pods")
-    assert not inventory.synced.is_set()
+    for source in ("pods", "replicasets", "deployments"):
+        inventory.mark_synced(source)
+        assert not inventory.synced.is_set()
     inventory.mark_synced("kopf")
     assert inventory.synced.is_set()
 

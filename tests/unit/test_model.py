@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zkregistry.inventory import Inventory
-from zkregistry.model import Deployment, Pod, Registry, desired_instances, resolve_port
+from zkregistry.model import Deployment, Pod, Registry, ReplicaSet, desired_instances, resolve_port
 
 
 def pod_body(
@@ -143,7 +143,7 @@ def test_inventory_follows_pod_to_registry_through_replicaset():
     )
     inventory.put_registry(REGISTRY)
     inventory.put_deployment(Deployment.from_body(deployment_body("web")))
-    inventory.put_replicaset(("ns", "web-1"), "web")
+    inventory.put_replicaset(ReplicaSet("ns", "web-1", "web"))
     changed.clear()
     inventory.put_pod(Pod.from_body(pod_body("a")))
     # A pod event names its registry and that pod alone: no whole-registry change.

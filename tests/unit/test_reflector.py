@@ -1,5 +1,6 @@
-"""The pod reflector's contract against a scripted API: paginated list, watch from the list's
-resourceVersion, bookmarks, 410 Gone then a relist that replaces the inventory, prompt stop.
+"""The reflector's contract against a scripted API: paginated list, watch from the list's
+resourceVersion, bookmarks, 410 Gone then a relist that replaces the inventory, prompt stop; for
+pods, and for the ReplicaSets and Deployments that lead from a pod to its registry.
 
 The e2e tier (tests/e2e/test_relist.py) checks the same against a real kube-apiserver."""
 
@@ -9,12 +10,14 @@ import json
 import threading
 import time
 
+import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from zkregistry import reflector as reflector_module
-from zkregistry.inventory import Inventory
-from zkregistry.reflector import PodReflector
+from zkregistry.inventory import SOURCES, Inventory
+from zkregistry.model import Pod, Registry
+from zkregistry.reflector import DEPLOYMENTS, KINDS, PODS, REPLICASETS, Kind, Reflector
 
 
 def pod(name: str, namespace: str = "a", version: str = "1") -> dict:
@@ -63,12 +66,26 @@ class Response:
 
 class Api:
     """Answers each request in a namespace with that namespace's next scripted answer (once they
-    are all used, a watch that stays open), and records the requests."""
+    are all used, a watch that stays open), and records the requests: (namespace, parameters),
+    and in `methods` the list method called. It has the list methods of every kind."""
 
     def __init__(self, **scripts: list) -> None:
-        self.scripts, self.calls = scripts, []
+        self.scripts, self.calls, self.methods = scripts, [], set()
+        for kind in KINDS:
+            setattr(self, kind.list_namespaced, self._answerer(kind.list_namespaced))
+            setattr(self, kind.list_all, self._answerer(kind.list_all, everywhere=True))
 
-    def list_namespaced_pod(self, namespace: str, **params):
+    def _answerer(self, method: str, everywhere: bool = False):
+        """A list method; one of every namespace follows the script of namespace "*"."""
+
+        def answer(*namespace: str, **params):
+            self.methods.add(method)
+            assert len(namespace) == (0 if everywhere else 1)
+            return self._answer(namespace[0] if namespace else "*", params)
+
+        return answer
+
+    def _answer(self, namespace: str, params: dict):
         transport = ("_preload_content", "_request_timeout")
         self.calls.append((namespace, {k.lstrip("_"): v for k, v in params.items() if k not in transport}))
         script = self.scripts[namespace]
@@ -81,7 +98,7 @@ class Api:
         return answer
 
 
-def run(reflector: PodReflector, until, timeout: float = 5.0) -> float:
+def run(reflector: Reflector, until, timeout: float = 5.0) -> float:
     """Runs the reflector until `until()` holds; returns how long `run` took to return once stopped."""
     stop = threading.Event()
     thread = threading.Thread(target=reflector.run, args=(stop,), daemon=True)
@@ -110,7 +127,7 @@ def test_list_watch_and_relist_after_gone_replace_the_pods():
         ]
     )
     inventory = Inventory(sources=("pods",))
-    reflector = PodReflector(inventory, namespaces=["a"], api=lambda: api)
+    reflector = Reflector(inventory, PODS, namespaces=["a"], api=lambda: api)
 
     took = run(reflector, lambda: not api.scripts["a"] and set(inventory.serving_since) == {"uid-p1", "uid-p4"})
 
@@ -138,7 +155,7 @@ def test_http_gone_and_errors_are_retried_without_crashing(monkeypatch):
         ]
     )
     inventory = Inventory(sources=("pods",))
-    reflector = PodReflector(inventory, namespaces=["a"], api=lambda: api)
+    reflector = Reflector(inventory, PODS, namespaces=["a"], api=lambda: api)
 
     run(reflector, lambda: not api.scripts["a"] and set(inventory.serving_since) == {"uid-p3"}, timeout=10)
 
@@ -150,7 +167,7 @@ def test_synced_once_every_namespace_has_listed():
     gate = threading.Event()  # holds namespace b's list back
     api = Api(a=[Response(page([], "1"))], b=[gate, Response(page([], "1"))])
     inventory = Inventory(sources=("pods",))
-    reflector = PodReflector(inventory, namespaces=["a", "b"], api=lambda: api)
+    reflector = Reflector(inventory, PODS, namespaces=["a", "b"], api=lambda: api)
     stop = threading.Event()
     thread = threading.Thread(target=reflector.run, args=(stop,), daemon=True)
     thread.start()
@@ -165,3 +182,152 @@ def test_synced_once_every_namespace_has_listed():
     finally:
         stop.set()
         thread.join(5)
+
+
+# -- ReplicaSets and Deployments ---------------------------------------------------------------
+
+
+def replicaset(name: str, deployment: str | None, version: str, status: dict | None = None) -> dict:
+    owners = [{"kind": "Deployment", "name": deployment, "controller": True}] if deployment else []
+    meta = {"name": name, "namespace": "a", "resourceVersion": version, "ownerReferences": owners}
+    return {"metadata": meta, "spec": {"replicas": 1}, "status": status or {}}
+
+
+def deployment(name: str, version: str, port: str | None = None, status: dict | None = None) -> dict:
+    annotations = {"zkregistry.io/registry": "reg", **({"zkregistry.io/port": port} if port else {})}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "a",
+            "uid": f"d-{name}",
+            "resourceVersion": version,
+            "annotations": annotations,
+        },
+        "spec": {"template": {"spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]}}},
+        "status": status or {},
+    }
+
+
+def owned_pod(name: str, replicaset_name: str) -> Pod:
+    body = pod(name)
+    body["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": replicaset_name, "controller": True}]
+    body["spec"]["containers"] = [{"ports": [{"name": "http", "containerPort": 8080}]}]
+    return Pod.from_body(body)
+
+
+REG = ("a", "reg")
+
+
+def inventory_of(source: str, changes: list) -> Inventory:
+    """An inventory fed by `source` alone, in which registry "reg" of namespace "a" exists; every
+    whole-registry change it reports is appended to `changes`."""
+    inventory = Inventory(on_change=lambda keys: changes.append(set(keys)), sources=(source,))
+    inventory.put_registry(Registry.from_body({"metadata": {"name": "reg", "namespace": "a"}, "spec": {}}))
+    changes.clear()
+    return inventory
+
+
+def test_each_kind_lists_through_its_api_class_and_is_a_source_of_the_inventory():
+    for kind in KINDS:
+        assert isinstance(kind, Kind)
+        for method in (kind.list_all, kind.list_namespaced):
+            assert callable(getattr(kind.api, method, None)), f"{kind.api.__name__} has no {method}"
+    assert [k.name for k in KINDS] == ["pods", "replicasets", "deployments"]
+    assert set(SOURCES) == {"kopf", *(k.name for k in KINDS)}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
+def test_run_raises_once_a_scope_thread_died():
+    def broken():
+        raise RuntimeError("no client")  # outside the scope's loop: its thread dies
+
+    reflector = Reflector(Inventory(sources=("deployments",)), DEPLOYMENTS, namespaces=["a"], api=broken)
+    with pytest.raises(RuntimeError, match="a watch thread of deployments died"):
+        reflector.run(threading.Event())
+
+
+def test_replicasets_list_watch_and_relist_after_gone_replace_them(monkeypatch):
+    monkeypatch.setattr(reflector_module, "BACKOFF_FIRST", 0.01)
+    changes: list[set] = []
+    inventory = inventory_of("replicasets", changes)
+    inventory.put_deployment(DEPLOYMENTS.decode(deployment("web", "1")))
+    inventory.put_pod(owned_pod("p1", "web-1"))
+    inventory.put_pod(owned_pod("p2", "web-2"))
+    changes.clear()
+    gate = threading.Event()  # holds the relist back until the state before it is checked
+    api = Api(
+        **{
+            "*": [
+                Response(page([replicaset("web-1", "web", "10")], "10")),
+                Response(
+                    chunks=[
+                        event("ADDED", replicaset("web-2", "web", "11")),
+                        # The ReplicaSet controller counts a pod Ready: nothing that matters changed.
+                        event("MODIFIED", replicaset("web-1", "web", "12", status={"readyReplicas": 1})),
+                        event("ERROR", GONE),
+                    ]
+                ),
+                gate,
+                # web-1 was deleted while the watch was away; no DELETED ever comes for it.
+                Response(page([replicaset("web-2", "web", "20")], "20")),
+            ]
+        }
+    )
+    reflector = Reflector(inventory, REPLICASETS, api=lambda: api)  # cluster-wide
+    registry = inventory.registry(REG)
+    stop = threading.Event()
+    thread = threading.Thread(target=reflector.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(api.scripts["*"]) > 1 and time.monotonic() < deadline:  # until the relist waits
+            time.sleep(0.01)
+        assert len(api.scripts["*"]) == 1, "the reflector did not list again after 410 Gone"
+        assert inventory.synced.is_set()
+        assert set(inventory.desired(registry)[0]) == {"uid-p1", "uid-p2"}
+        assert changes == [{REG}, {REG}], "the list and the ADDED; the status-only MODIFIED changes nothing"
+        changes.clear()
+
+        gate.set()
+        deadline = time.monotonic() + 5
+        while set(inventory.desired(registry)[0]) != {"uid-p2"} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert set(inventory.desired(registry)[0]) == {"uid-p2"}, "web-1's pod still leads to the registry"
+        assert changes == [{REG}], "the relist tells the controller once, of the registry web-1 affected"
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert api.methods == {"list_replica_set_for_all_namespaces"}
+    watches = [params["resource_version"] for _, params in api.calls if params.get("watch")]
+    assert watches[:2] == ["10", "20"]
+
+
+def test_a_status_only_update_of_a_deployment_tells_the_controller_nothing():
+    changes: list[set] = []
+    inventory = inventory_of("deployments", changes)
+    api = Api(
+        a=[
+            Response(page([deployment("web", "10"), deployment("api", "10")], "10")),
+            Response(
+                chunks=[
+                    # What the Deployment controller writes as its pods turn Ready, one by one.
+                    event("MODIFIED", deployment("web", "11", status={"replicas": 2, "readyReplicas": 1})),
+                    event("MODIFIED", deployment("web", "12", status={"replicas": 2, "readyReplicas": 2})),
+                    event("MODIFIED", deployment("web", "13", port="9090", status={"readyReplicas": 2})),
+                    event("DELETED", deployment("api", "14")),
+                ]
+            ),
+        ]
+    )
+    reflector = Reflector(inventory, DEPLOYMENTS, namespaces=["a"], api=lambda: api)
+
+    def done() -> bool:
+        web = inventory.deployment(("a", "web"))
+        return web is not None and web.port == "9090" and inventory.deployment(("a", "api")) is None
+
+    run(reflector, done)
+
+    assert inventory.synced.is_set()
+    assert changes == [{REG}, {REG}, {REG}], "the list, the port annotation, the deletion: no status update"
+    assert api.methods == {"list_namespaced_deployment"}

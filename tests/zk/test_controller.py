@@ -20,7 +20,7 @@ from zkregistry.election import Election
 from zkregistry.formats import curator
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
-from zkregistry.model import Deployment, Instance, Pod, Registry
+from zkregistry.model import Deployment, Instance, Pod, Registry, ReplicaSet
 from zkregistry.writer import Outcome, Writer
 
 NS = "shop"
@@ -53,7 +53,7 @@ class Setup:
         """A registry at <root>/<name>/web, with a Deployment of `pods` Ready pods."""
         self.inventory.put_registry(Registry(NS, name, f"r-{name}", "web", f"{self.root}/{name}"))
         self.inventory.put_deployment(Deployment(NS, name, f"d-{name}", name, None, (("http", 80),)))
-        self.inventory.put_replicaset((NS, f"{name}-rs"), name)
+        self.inventory.put_replicaset(ReplicaSet(NS, f"{name}-rs", name))
         for i in range(pods):
             self.inventory.put_pod(pod(f"{name}-{i}", name, f"10.0.0.{i + 1}"))
         return f"{self.root}/{name}/web"
