@@ -21,6 +21,7 @@ from zkregistry.formats import curator
 from zkregistry.inventory import Inventory
 from zkregistry.membership import Membership
 from zkregistry.model import Deployment, Instance, Pod, Registry, ReplicaSet
+from zkregistry.plan import Update
 from zkregistry.writer import Outcome, Writer
 
 NS = "shop"
@@ -306,7 +307,11 @@ def test_a_repair_is_not_lost_to_a_transaction_that_lands_while_it_reads(zk, ens
             result = get_async(p, *args, **kwargs)
             if p == f"{path}/{name}" and landed[0]:
                 landed[0] -= 1
-                setup.membership.applied(path, [], [], 0)  # what a transaction of ours does
+                # What a transaction of ours that touches the name does to the mirror (here it
+                # writes back what the mirror holds).
+                node = setup.membership.snapshot(path)[name]
+                update = Update(name, node.version - 1, node.data, node.member)
+                setup.membership.applied(path, [update], [None], node.session)
             return result
 
         setup.client.get_async = read_while_a_transaction_lands
