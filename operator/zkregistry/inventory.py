@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from zkregistry.admission import Policy
@@ -53,11 +52,13 @@ class Inventory:
         self._lock = threading.Lock()
         self._registries: dict[Key, Registry] = {}
         self._deployments: dict[Key, Deployment] = {}
-        self._replicasets: dict[Key, str | None] = {}  # ReplicaSet -> its Deployment's name
+        self._replicasets: dict[Key, ReplicaSet] = {}
         self._pods: dict[Key, Pod] = {}
         self._uids: dict[str, Key] = {}  # pod uid -> pod
-        self._pods_by_rs: dict[Key, set[str]] = defaultdict(set)
-        self._rs_by_deployment: dict[Key, set[str]] = defaultdict(set)
+        # Indexes of names; a set that empties is dropped, so that nothing of the ReplicaSets of
+        # past rollouts stays behind.
+        self._pods_by_rs: dict[Key, set[str]] = {}
+        self._rs_by_deployment: dict[Key, set[str]] = {}
         self._zones: dict[str, str] = {}  # node -> its topology.kubernetes.io/zone
         self._policies: dict[str, Policy] = {}  # RegistryPolicies, by name
         self._namespace_labels: dict[str, dict[str, str]] = {}
@@ -263,6 +264,7 @@ class Inventory:
                 d.name: [
                     self._pods[(d.namespace, pod)]
                     for rs in self._rs_by_deployment.get(d.key, ())
+                    if self._replicasets[(d.namespace, rs)].controlled_by(d)
                     for pod in self._pods_by_rs.get((d.namespace, rs), ())
                 ]
                 for d in deployments
@@ -283,8 +285,7 @@ class Inventory:
             pod = self._pods.get(key) if key is not None else None
             if pod is None or pod.namespace != registry.namespace or not pod.replicaset:
                 return None
-            name = self._replicasets.get((pod.namespace, pod.replicaset))
-            deployment = self._deployments.get((pod.namespace, name)) if isinstance(name, str) else None
+            deployment = self._deployment_of(pod)
             if deployment is None or deployment.registry != registry.name:
                 return None
             zones = self._zones if registry.zone else None
@@ -315,9 +316,9 @@ class Inventory:
         elif not pod.serving:
             self.serving_since.pop(pod.uid, None)
         if old is not None and old.replicaset != pod.replicaset and old.replicaset:
-            self._pods_by_rs[(old.namespace, old.replicaset)].discard(pod.name)
+            _unindex(self._pods_by_rs, (old.namespace, old.replicaset), pod.name)
         if pod.replicaset:
-            self._pods_by_rs[(pod.namespace, pod.replicaset)].add(pod.name)
+            self._pods_by_rs.setdefault((pod.namespace, pod.replicaset), set()).add(pod.name)
         uids = {pod.uid} | ({old.uid} if old is not None else set())
         return {registry: set(uids) for registry in self._registries_of_pods(old, pod)}
 
@@ -329,7 +330,7 @@ class Inventory:
         self._uids.pop(old.uid, None)
         self.serving_since.pop(old.uid, None)
         if old.replicaset:
-            self._pods_by_rs[(old.namespace, old.replicaset)].discard(old.name)
+            _unindex(self._pods_by_rs, (old.namespace, old.replicaset), old.name)
         return {registry: {old.uid} for registry in self._registries_of_pods(old)}
 
     def _deployments_of(self, registry: Registry) -> list[Deployment]:
@@ -353,23 +354,32 @@ class Inventory:
     def _put_replicaset(self, replicaset: ReplicaSet) -> set[Key]:
         """Stores `replicaset`'s link to its Deployment (lock held); returns the registries it
         affects, none if the link is unchanged (an update of its status alone)."""
-        key, deployment = replicaset.key, replicaset.deployment
-        old = self._replicasets.get(key, ...)
-        if old == deployment:
+        key = replicaset.key
+        old = self._replicasets.get(key)
+        if old == replicaset:
             return set()
-        self._replicasets[key] = deployment
-        if isinstance(old, str):
-            self._rs_by_deployment[(key[0], old)].discard(key[1])
-        if deployment is not None:
-            self._rs_by_deployment[(key[0], deployment)].add(key[1])
-        return self._registries_of_deployments(key[0], {old, deployment})
+        self._replicasets[key] = replicaset
+        if old is not None and old.deployment is not None:
+            _unindex(self._rs_by_deployment, (key[0], old.deployment), key[1])
+        if replicaset.deployment is not None:
+            self._rs_by_deployment.setdefault((key[0], replicaset.deployment), set()).add(key[1])
+        return self._registries_of_deployments(key[0], {old and old.deployment, replicaset.deployment})
 
     def _remove_replicaset(self, key: Key) -> set[Key]:
         """Forgets ReplicaSet `key` (lock held); returns the registries it affected."""
         old = self._replicasets.pop(key, None)
-        if old is not None:
-            self._rs_by_deployment[(key[0], old)].discard(key[1])
-        return self._registries_of_deployments(key[0], {old})
+        if old is None or old.deployment is None:
+            return set()
+        _unindex(self._rs_by_deployment, (key[0], old.deployment), key[1])
+        return self._registries_of_deployments(key[0], {old.deployment})
+
+    def _deployment_of(self, pod: Pod) -> Deployment | None:
+        """The Deployment that controls `pod`'s ReplicaSet, if any (lock held)."""
+        replicaset = self._replicasets.get((pod.namespace, pod.replicaset)) if pod.replicaset else None
+        if replicaset is None or replicaset.deployment is None:
+            return None
+        deployment = self._deployments.get((pod.namespace, replicaset.deployment))
+        return deployment if replicaset.controlled_by(deployment) else None
 
     def _claimants(self, path: str) -> set[Key]:
         return {k for k, r in self._registries.items() if r.service_path == path}
@@ -381,15 +391,23 @@ class Inventory:
     def _registries_of_pods(self, *pods: Pod | None) -> set[Key]:
         keys: set[Key] = set()
         for pod in pods:
-            if pod is not None and pod.replicaset:
-                deployment = self._replicasets.get((pod.namespace, pod.replicaset))
-                keys |= self._registries_of_deployments(pod.namespace, {deployment})
+            if pod is not None:
+                keys |= _registry_keys(self._deployment_of(pod))
         return keys
 
 
 def _unlisted(held: dict[Key, object], listed: set[Key], namespace: str | None) -> list[Key]:
     """The keys of `held` in `namespace` (every namespace if None) that a fresh list lacks."""
     return [k for k in held if k not in listed and (namespace is None or k[0] == namespace)]
+
+
+def _unindex(index: dict[Key, set[str]], key: Key, name: str) -> None:
+    """Removes `name` from `index[key]`, and the set once it is empty."""
+    names = index.get(key)
+    if names is not None:
+        names.discard(name)
+        if not names:
+            del index[key]
 
 
 def _merge(into: dict[Key, set[str]], more: dict[Key, set[str]]) -> None:

@@ -21,11 +21,16 @@ def _key(body: Mapping) -> Key:
     return (meta.get("namespace") or "", meta.get("name") or "")
 
 
-def _controller_owner(body: Mapping, kind: str) -> str | None:
+def _controller_ref(body: Mapping, kind: str) -> Mapping:
+    """The ownerReference of the `kind` that controls `body`; empty if none does."""
     for ref in (body.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("kind") == kind and ref.get("controller"):
-            return ref.get("name")
-    return None
+            return ref
+    return {}
+
+
+def _controller_owner(body: Mapping, kind: str) -> str | None:
+    return _controller_ref(body, kind).get("name")
 
 
 def _epoch_ms(timestamp: str | None) -> int:
@@ -149,15 +154,27 @@ class ReplicaSet:
     namespace: str
     name: str
     deployment: str | None  # the controlling Deployment's name; None: not a Deployment's
+    #: That Deployment's uid: a Deployment re-created under the name is another one, which the
+    #: garbage collector has yet to part from this ReplicaSet's pods. None: any of the name.
+    deployment_uid: str | None = None
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
 
+    def controlled_by(self, deployment: Deployment | None) -> bool:
+        """Whether `deployment` is the one that controls this ReplicaSet."""
+        return (
+            deployment is not None
+            and deployment.name == self.deployment
+            and self.deployment_uid in (None, deployment.uid)
+        )
+
     @classmethod
     def from_body(cls, body: Mapping) -> ReplicaSet:
         namespace, name = _key(body)
-        return cls(namespace=namespace, name=name, deployment=replicaset_owner(body))
+        owner = _controller_ref(body, "Deployment")
+        return cls(namespace=namespace, name=name, deployment=owner.get("name"), deployment_uid=owner.get("uid"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,7 +188,8 @@ def test_synced_once_every_namespace_has_listed():
 
 
 def replicaset(name: str, deployment: str | None, version: str, status: dict | None = None) -> dict:
-    owners = [{"kind": "Deployment", "name": deployment, "controller": True}] if deployment else []
+    owner = {"kind": "Deployment", "name": deployment, "uid": f"d-{deployment}", "controller": True}
+    owners = [owner] if deployment else []
     meta = {"name": name, "namespace": "a", "resourceVersion": version, "ownerReferences": owners}
     return {"metadata": meta, "spec": {"replicas": 1}, "status": status or {}}
 
@@ -331,3 +332,69 @@ def test_a_status_only_update_of_a_deployment_tells_the_controller_nothing():
     assert inventory.synced.is_set()
     assert changes == [{REG}, {REG}, {REG}], "the list, the port annotation, the deletion: no status update"
     assert api.methods == {"list_namespaced_deployment"}
+
+
+def annotated_deployment(name: str, uid: str, registry: str, version: str) -> dict:
+    body = deployment(name, version)
+    body["metadata"]["uid"] = uid
+    body["metadata"]["annotations"]["zkregistry.io/registry"] = registry
+    return body
+
+
+def test_a_deployment_recreated_under_its_name_does_not_take_the_old_replicasets_pods():
+    """`kubectl delete deploy web` (background) then at once `kubectl apply` of a new web annotated
+    for another registry: until the garbage collector deletes the old ReplicaSet (controlled by
+    the old uid) and its pods, the old pods, still Ready, must not join the new registry."""
+    changes: list[set] = []
+    inventory = Inventory(on_change=lambda keys: changes.append(set(keys)), sources=("deployments",))
+    for name in ("reg", "other"):
+        inventory.put_registry(Registry.from_body({"metadata": {"name": name, "namespace": "a"}, "spec": {}}))
+    old_rs = replicaset("web-1", "web", "5")
+    old_rs["metadata"]["ownerReferences"][0]["uid"] = "d-old"
+    inventory.put_replicaset(REPLICASETS.decode(old_rs))
+    inventory.put_pod(owned_pod("p1", "web-1"))
+    api = Api(
+        a=[
+            Response(page([annotated_deployment("web", "d-old", "reg", "10")], "10")),
+            Response(
+                chunks=[
+                    event("DELETED", annotated_deployment("web", "d-old", "reg", "11")),
+                    event("ADDED", annotated_deployment("web", "d-new", "other", "12")),
+                ]
+            ),
+        ]
+    )
+    reflector = Reflector(inventory, DEPLOYMENTS, namespaces=["a"], api=lambda: api)
+
+    def recreated() -> bool:
+        web = inventory.deployment(("a", "web"))
+        return web is not None and web.uid == "d-new"
+
+    run(reflector, recreated)
+
+    other = inventory.registry(("a", "other"))
+    assert set(inventory.desired(other)[0]) == set(), "the old Deployment's pod registers in the new one's registry"
+    assert inventory.instance(other, "uid-a-p1") is None and inventory.instance(other, "uid-p1") is None
+    # Adopted by the new Deployment (the ReplicaSet controller's orphan adoption): registered again.
+    adopted = replicaset("web-1", "web", "13")
+    adopted["metadata"]["ownerReferences"][0]["uid"] = "d-new"
+    inventory.put_replicaset(REPLICASETS.decode(adopted))
+    assert len(inventory.desired(other)[0]) == 1
+
+
+def test_the_indexes_forget_replicasets_and_deployments_that_are_gone():
+    """Every rollout makes a ReplicaSet of a new name; once it and its pods are deleted (and once a
+    Deployment is deleted), nothing of them may stay in the inventory, or a long-lived replica
+    grows with every rollout it has ever seen."""
+    inventory = inventory_of("replicasets", [])
+    inventory.put_deployment(DEPLOYMENTS.decode(deployment("web", "1")))
+    rollouts = [f"web-{i}" for i in range(50)]
+    for rs in rollouts:  # each rollout's pod comes and goes before its ReplicaSet does
+        inventory.put_replicaset(REPLICASETS.decode(replicaset(rs, "web", "11")))
+        inventory.put_pod(owned_pod(f"p-{rs}", rs))
+        inventory.remove_pod(("a", f"p-{rs}"))
+    inventory.replace_replicasets("a", [])  # deleted while the watch was broken
+    inventory.remove_deployment(("a", "web"))
+    assert inventory._replicasets == {}
+    assert inventory._pods_by_rs == {}, f"{len(inventory._pods_by_rs)} ReplicaSets remembered"
+    assert inventory._rs_by_deployment == {}, f"{len(inventory._rs_by_deployment)} Deployments remembered"
