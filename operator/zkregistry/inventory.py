@@ -4,7 +4,9 @@ Fed by kopf (handlers.py: registries, policies, namespaces, nodes) on kopf's thr
 reflector per kind (reflector.py: Pods, ReplicaSets, Deployments) on threads of their own, read
 by the controller on its own; one lock guards it. It keeps the small `model` records, not the
 objects, and the indexes that turn one pod event into the one registry it affects: pod ->
-ReplicaSet -> Deployment -> annotated registry.
+ReplicaSet -> Deployment -> annotated registry. A ReplicaSet belongs to the Deployment whose uid
+its controlling ownerReference names, not to any of that name: one re-created under the name has
+none of the old ReplicaSet's pods until it adopts them.
 
 Two kinds of change reach the controller. A pod event costs O(1): `on_pods(registry, {uid})`
 names the registry and the pod, and `instance(registry, uid)` computes that pod's registration
