@@ -9,7 +9,9 @@ registers N pods in 5 to 50 registries (the even layout); B joins and settles as
 runs its graceful shutdown (stop writing, leave the election, wait until its mirror shows that
 it owns nothing, at most --handover-timeout, then close its session). Prints A's shutdown time,
 B's takeover time and, every second, how many registrations A's mirror still counts as its own
-and how many listings and reads A's mirror has sent. Bounded: at most a few minutes.
+and how many listings and reads A's mirror has sent. With --crash, A is killed (SIGKILL) instead:
+B takes over once A's session expires, and its takeover and the requests its mirror sent are
+printed. Bounded: at most a few minutes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ from pathlib import Path
 from benchmarks import scaling
 
 
-def replica(role: str, hosts: str, pods: int, tag: str, folder: Path) -> None:
+def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: bool = False) -> None:
     r = scaling.Replica(hosts, f"/zkregistry-scaling/handover-{tag}", identity=f"replica-{role}")
     scaling.Workload(pods, f"{scaling.PREFIX}/handover-{tag}", "even").fill(r.inventory, keep=False)
     r.lead()
@@ -38,6 +41,8 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path) -> None:
         (folder / "a-ready").write_text("")
         scaling.wait_until(lambda: (folder / "b-ready").exists(), 300, "the standby")
         time.sleep(3)
+        if crash:
+            os.kill(os.getpid(), signal.SIGKILL)
         before, samples, done = dict(r.requests), [], threading.Event()
         started = time.monotonic()
 
@@ -64,9 +69,11 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path) -> None:
         scaling.settle(r, 120)  # a standby that has read every path, as a long-running one has
         (folder / "b-ready").write_text("")
         scaling.wait_until(lambda: r.election.writable, 300, "leadership", poll=0.01)
-        started = time.monotonic()
+        started, before = time.monotonic(), dict(r.requests)
         scaling.wait_until(lambda: r.controller.owned() >= pods, 300, "the takeover", event=r.reconciled, poll=0.1)
-        (folder / "b.json").write_text(json.dumps({"takeover_s": round(time.monotonic() - started, 2)}))
+        took = round(time.monotonic() - started, 2)
+        requests = {kind: r.requests[kind] - before.get(kind, 0) for kind in ("get_children", "get")}
+        (folder / "b.json").write_text(json.dumps({"takeover_s": took, "requests": requests}))
         time.sleep(40)  # the old leader is still handing over: stay
         r.close()
     os._exit(0)
@@ -75,18 +82,19 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.handover", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--crash", action="store_true", help="kill the leader instead of stopping it")
     parser.add_argument("--role", choices=("a", "b"), help=argparse.SUPPRESS)
     parser.add_argument("--hosts", help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role:
-        replica(args.role, args.hosts, args.pods, args.tag, args.folder)
+        replica(args.role, args.hosts, args.pods, args.tag, args.folder, args.crash)
     workdir = Path(tempfile.mkdtemp(prefix="zkregistry-handover-"))
     ensemble = scaling.start_ensemble(workdir)
     try:
         command = [sys.executable, "-m", "benchmarks.handover", "--pods", str(args.pods), "--tag", str(os.getpid())]
-        command += ["--hosts", ensemble.connection_string, "--folder", str(workdir)]
+        command += ["--hosts", ensemble.connection_string, "--folder", str(workdir)] + ["--crash"] * args.crash
         top = Path(__file__).resolve().parents[1]
         a = subprocess.Popen([*command, "--role", "a"], cwd=top)
         scaling.wait_until(lambda: (workdir / "a-ready").exists() or a.poll() is not None, 400, "the leader")

@@ -101,7 +101,8 @@ def read_any(name: str, data: bytes, prefer: str | None = None) -> tuple[Codec, 
 
 def own_member(instance: Instance, owner: str, **format_fields: object) -> Member:
     """The Member that every format reads from its own encoding of `instance`; `format_fields`
-    are those that only some formats carry (Curator's service name, for one)."""
+    are those that only some formats carry (Curator's service name, for one). An Instance's
+    metadata and endpoints are sorted by key and unique already (model.py), as a reader's are."""
     return Member(
         id=instance.id,
         address=instance.address,
@@ -112,8 +113,8 @@ def own_member(instance: Instance, owner: str, **format_fields: object) -> Membe
         pod=instance.pod,
         deployment=instance.deployment,
         enabled=instance.enabled,
-        metadata=string_map(dict(instance.metadata)),
-        endpoints=tuple(sorted((name, instance.address, port) for name, port in dict(instance.endpoints).items())),
+        metadata=instance.metadata,
+        endpoints=tuple((name, instance.address, port) for name, port in instance.endpoints),
         **format_fields,
     )
 
