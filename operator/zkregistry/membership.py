@@ -4,11 +4,12 @@ Every replica mirrors every registry's path (so that a standby that becomes lead
 once), whoever wrote the znodes. The mirror follows ZooKeeper through one children watch per
 path: a listing drops the names that are gone and reads only the names it has not seen, so that a
 mass expiry of 10,000 znodes is one watch event and one listing per path. The writer applies the
-results of our own transactions, so that the next plan sees them without a round trip; listings
-of one path are at least `LIST_INTERVAL` apart, and `LIST_AFTER_WRITE` apart while we write it. There is
-no data watch per child: our own znodes change only through our transactions, unless someone
-rewrites one by hand (the leader compares their versions, a few at each turn), and a child that
-another process rewrites in place is read again by `refresh` (the periodic resync).
+results of our own transactions, so that the next plan sees them without a round trip. Listings
+of one path are at least `LIST_INTERVAL` apart (more for a large path: `LIST_SECONDS_PER_CHILD`),
+and `LIST_AFTER_WRITE` apart while we write it. There is no data watch per child: our own znodes
+change only through our transactions, unless someone rewrites one by hand (the leader compares
+their versions, a few at each turn), and a child that another process rewrites in place is read
+again by `refresh` (the periodic resync).
 
 Watch callbacks never block: listings and reads are asynchronous, and their results are applied
 on kazoo's completion thread.
@@ -55,6 +56,11 @@ HISTORY = 64  # transactions of ours per path whose names tell whether a read is
 #: Seconds between two listings of one path. Every write under a path fires its children watch,
 #: and each listing costs O(path): a burst of events then costs one listing per interval.
 LIST_INTERVAL = 0.1
+#: ... and longer for a large path: seconds per child it holds, up to `LIST_AFTER_WRITE`, so that a
+#: burst's listings cost a bounded share of a core per path whatever its size (2,000 children:
+#: 0.5 s). A standby's mirror may then lag that much behind the leader's last writes; a takeover
+#: planned against it only has a transaction refused and the path listed again.
+LIST_SECONDS_PER_CHILD = 0.00025
 #: Seconds between two listings of a path that we wrote in the last such interval. The mirror has
 #: applied our writes already, so such a listing mostly sets the watch again (our own transactions
 #: fire it) and shows what others did meanwhile: a leader writing a path all the time lists it
@@ -356,8 +362,12 @@ class Membership:
                 self._held[path] = True
                 return
             now = time.monotonic()
-            written = now - self._written.get(path, -math.inf) < self.after_write
-            interval = self.after_write if written else LIST_INTERVAL
+            interval = min(self.after_write, len(self._nodes[path]) * LIST_SECONDS_PER_CHILD)
+            if now - self._written.get(path, -math.inf) < self.after_write:
+                interval = self.after_write
+            if not self._reading:  # handing over: only these listings show our znodes gone
+                interval = 0.0
+            interval = max(LIST_INTERVAL, interval)
             due = self._listed.get(path, -interval) + interval
             if due > now:  # listed a moment ago: once more, a little later, for all events meanwhile
                 self._defer(path, due)

@@ -401,3 +401,32 @@ def test_a_member_someone_else_adds_is_mirrored_within_seconds_while_we_keep_wri
     assert created
     assert seen, "the foreign member never reached the mirror while we kept writing (6 s)"
     assert seen[0] - created[0] < 3 * membership.LIST_AFTER_WRITE, f"seen {seen[0] - created[0]:.2f} s after its create"
+
+
+def test_a_standby_lists_a_large_path_less_often_under_a_burst(zk, replica_factory):
+    """A listing costs O(path): a path of 2,000 children is listed at most once per
+    2,000 * LIST_SECONDS_PER_CHILD seconds under a burst, so that listings cost a bounded share of
+    a core whatever the path's size; the last event is still followed by a listing."""
+    b = replica_factory("b")
+    path = b.path
+    data = b'{"name":"web","id":"m","address":"10.0.0.1","port":80}'
+    for start in range(0, 2000, 100):  # in transactions of 100: quick
+        transaction = zk.transaction()
+        for i in range(start, start + 100):
+            transaction.create(f"{path}/m-{i}", data, ephemeral=True)
+        transaction.commit()
+    eventually(lambda: len(b.membership.snapshot(path)) == 2000, 20, "2,000 members in the mirror")
+    time.sleep(1.0)
+    listings: list[float] = []
+    get_children_async = b.client.get_children_async
+    b.client.get_children_async = lambda p, *args, **kwargs: (
+        listings.append(time.monotonic()) or get_children_async(p, *args, **kwargs)
+    )
+    started = time.monotonic()
+    for i in range(2000, 2200):
+        zk.create(f"{path}/m-{i}", data, ephemeral=True)
+    elapsed = time.monotonic() - started
+    eventually(lambda: len(b.membership.snapshot(path)) == 2200, 10, "every member in the mirror")
+    interval = 2000 * membership.LIST_SECONDS_PER_CHILD
+    allowed = 2 + elapsed / interval
+    assert len(listings) <= allowed, f"{len(listings)} listings in {elapsed:.2f} s (at most {allowed:.0f})"
