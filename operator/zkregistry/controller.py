@@ -8,6 +8,9 @@ is planned only when something that affects every pod of it changed (a Deploymen
 spec), at takeover, and at the periodic resync that repairs whatever a missed event or an
 out-of-band change broke.
 
+The periodic resync reads and plans one path per turn, and pods are planned in the turns
+between: at 10,000 registrations a resync takes over a second in all, which no pod waits for.
+
 Everything runs on the controller's thread, one turn at a time: the election's `step` (every
 turn, so that a lost watch can never leave the election headless), then, on the leader only,
 the plans of every marked path, sent to ZooKeeper pipelined together. A standby keeps its mirror
@@ -47,6 +50,9 @@ BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before a failed path 
 #: Registrations of ours whose version is checked per turn, in a round begun at each resync (a
 #: turn comes at least every TICK): 10,000 within 20 s, never thousands of stats at once.
 VERIFY_PER_TURN = 500
+#: Paths that the periodic resync reads afresh and plans whole per turn: one, so that a resync of
+#: thousands of registrations never holds up a pod's turn by more than one path's plan.
+RESYNC_PATHS_PER_TURN = 1
 
 
 class Controller:
@@ -90,7 +96,9 @@ class Controller:
         self._whole: set[str] = set()  # paths to plan whole
         self._pods: dict[str, set[str]] = {}  # path -> pods (uid) to plan
         self._everything = True  # plan every path (start, takeover, resync)
-        self._refresh = True  # read every path afresh first (start, reconnect, resync)
+        self._refresh = True  # read every path afresh first (start, reconnect)
+        self._sweeping: list[str] = []  # paths the periodic resync has yet to read and plan
+        self._swept = False  # a periodic resync began: admission and the version check restart
         self._failures: dict[str, tuple[int, float]] = {}  # path -> (failures, not before)
         self._deferred: set[str] = set()  # paths backing off, planned whole when their time comes
         self._settling: list[tuple[float, str, set[str]]] = []  # (when, path, pods): breaks to plan
@@ -174,12 +182,13 @@ class Controller:
         next_resync = time.monotonic() + self.resync_seconds
         while not stop.is_set():
             with self._wake:
-                if not (self._whole or self._pods or self._everything or self._refresh or self._poked):
+                busy = self._whole or self._pods or self._everything or self._refresh or self._sweeping
+                if not (busy or self._poked):
                     soonest = min([next_resync, *(when for when, _, _ in self._settling[:1])])
                     self._wake.wait(max(0.0, min(TICK, soonest - time.monotonic())))
                 now = time.monotonic()
-                if now >= next_resync:
-                    self._everything = self._refresh = True
+                if now >= next_resync:  # a path per turn (`sweep`): pods are planned in between
+                    self._sweeping, self._swept = sorted(self._all_paths()), True
                     next_resync = now + self.resync_seconds
                 due = {p for p in self._deferred if self._failures.get(p, (0, 0.0))[1] <= now}
                 self._deferred -= due
@@ -211,37 +220,47 @@ class Controller:
         if leading and self.election.term != self._term:
             everything = True  # takeover: plan every path, from the warm mirror
             self._term = self.election.term
+        swept, self._swept = self._swept, False
         if leading:
             try:
-                whole |= self.admit(force=everything)
+                whole |= self.admit(force=everything or swept)
             except zk.ERRORS as error:  # the claims could not be read or written: plan nothing now
                 log.warning("admission failed: %s; retrying", type(error).__name__)
                 self._admission_term = -1
                 with self._wake:
                     self._everything = True
                 leading = False
-        if everything:
+        if everything or swept:
             metrics.RESYNCS.inc()
+        if everything:
             whole |= self._all_paths()
+            self._sweeping = []
+        sweep = self._sweeping[:RESYNC_PATHS_PER_TURN]
+        del self._sweeping[:RESYNC_PATHS_PER_TURN]
+        whole |= set(sweep)
         for path in whole:
             self._prepare(path)
-        if refresh and self.client.connected:
-            for path in self.membership.paths():
-                try:
-                    self.membership.refresh(path)
-                except zk.LOST as error:  # the connection: do not wait on every path in turn
-                    log.warning("could not read %s: %s", path, type(error).__name__)
-                    break
-                except zk.ERRORS as error:  # this path only (NoAuth, say): the next resync retries
-                    log.warning("could not read %s: %s", path, type(error).__name__)
-                    continue
-                self._failures.pop(path, None)  # read afresh: worth trying at once again
+        if self.client.connected:
+            self._refresh_paths(self.membership.paths() if refresh else sweep)
         if leading:
             # Nobody rewrote ours by hand: a round of checks each resync, a few each turn.
-            self.membership.verify(VERIFY_PER_TURN, start=refresh)
+            self.membership.verify(VERIFY_PER_TURN, start=refresh or swept)
             self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again
             self.cleared = frozenset()
+
+    def _refresh_paths(self, paths: Iterable[str]) -> None:
+        """Reads `paths` afresh (blocking, each bounded), stopping at a lost connection."""
+        for path in paths:
+            try:
+                self.membership.refresh(path)
+            except zk.LOST as error:  # the connection: do not wait on every path in turn
+                log.warning("could not read %s: %s", path, type(error).__name__)
+                break
+            except zk.ERRORS as error:  # this path only (NoAuth, say): the next resync retries
+                log.warning("could not read %s: %s", path, type(error).__name__)
+                continue
+            self._failures.pop(path, None)  # read afresh: worth trying at once again
 
     def admit(self, force: bool = False) -> set[str]:
         """Decides which registry writes which path (admission.decide), recording new claims and

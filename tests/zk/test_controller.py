@@ -382,3 +382,34 @@ def test_planned_counts_follow_pod_events_without_recomputing_the_registry(zk, q
     assert setup.controller.planned(other) is None  # only the path's writer has a count
     # A new format is planned whole: until then the old count is not the registry's.
     assert setup.controller.planned(dataclasses.replace(registry, format="serverset")) is None
+
+
+def test_the_periodic_resync_plans_a_path_per_turn_and_pods_in_between(zk, quiet):
+    """A resync reads and plans every path whole: O(registrations), over a second at 10,000. It
+    takes one path per turn, so that a pod that turns Ready meanwhile waits for one path's plan,
+    not for all of them."""
+    setup = quiet
+    paths = [setup.registry(name, 3) for name in ("a", "b", "c")]
+    setup.inventory.synced.set()
+    setup.election.join()
+    setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})
+    assert all(len(zk.get_children(path)) == 3 for path in paths)
+    order: list[str] = []
+    for name in ("_plan_path", "_plan_pods"):
+        plan = getattr(setup.controller, name)
+        recorded = lambda path, *rest, plan=plan, name=name: order.append((name, path)) or plan(path, *rest)  # noqa: E731
+        setattr(setup.controller, name, recorded)
+    refreshed: list[str] = []
+    refresh = setup.membership.refresh
+    setup.membership.refresh = lambda path, **kwargs: refreshed.append(path) or refresh(path, **kwargs)
+    setup.controller._sweeping, setup.controller._swept = sorted(paths), True  # what `run` does at a resync
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
+    assert order == [("_plan_path", paths[0])] and refreshed == [paths[0]]
+    setup.inventory.put_pod(pod("c-9", "c", "10.0.0.9"))  # turns Ready during the resync
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods=setup.controller._pods)
+    assert ("_plan_path", paths[1]) in order and ("_plan_pods", paths[2]) in order
+    assert ("_plan_path", paths[2]) not in order  # its whole plan comes a turn later
+    assert "uid-c-9" in zk.get_children(paths[2])
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
+    assert [p for kind, p in order if kind == "_plan_path"] == sorted(paths) and refreshed == sorted(paths)
+    assert setup.controller._sweeping == []
