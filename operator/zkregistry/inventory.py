@@ -266,8 +266,9 @@ class Inventory:
                 d.name: [
                     self._pods[(d.namespace, pod)]
                     for rs in self._rs_by_deployment.get(d.key, ())
-                    if self._replicasets[(d.namespace, rs)].controlled_by(d)
+                    if (replicaset := self._replicasets[(d.namespace, rs)]).controlled_by(d)
                     for pod in self._pods_by_rs.get((d.namespace, rs), ())
+                    if replicaset.owns(self._pods[(d.namespace, pod)])
                 ]
                 for d in deployments
             }
@@ -378,7 +379,7 @@ class Inventory:
     def _deployment_of(self, pod: Pod) -> Deployment | None:
         """The Deployment that controls `pod`'s ReplicaSet, if any (lock held)."""
         replicaset = self._replicasets.get((pod.namespace, pod.replicaset)) if pod.replicaset else None
-        if replicaset is None or replicaset.deployment is None:
+        if replicaset is None or replicaset.deployment is None or not replicaset.owns(pod):
             return None
         deployment = self._deployments.get((pod.namespace, replicaset.deployment))
         return deployment if replicaset.controlled_by(deployment) else None

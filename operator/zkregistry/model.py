@@ -8,6 +8,7 @@ ZooKeeper should hold for one service path.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -157,10 +158,17 @@ class ReplicaSet:
     #: That Deployment's uid: a Deployment re-created under the name is another one, which the
     #: garbage collector has yet to part from this ReplicaSet's pods. None: any of the name.
     deployment_uid: str | None = None
+    uid: str | None = None  # this ReplicaSet's own; None: any pod of its name is its
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
+
+    def owns(self, pod: Pod) -> bool:
+        """Whether this ReplicaSet (not an earlier one of its name) controls `pod`."""
+        if pod.replicaset != self.name:
+            return False
+        return self.uid is None or pod.replicaset_uid is None or self.uid == pod.replicaset_uid
 
     def controlled_by(self, deployment: Deployment | None) -> bool:
         """Whether `deployment` is the one that controls this ReplicaSet."""
@@ -174,7 +182,9 @@ class ReplicaSet:
     def from_body(cls, body: Mapping) -> ReplicaSet:
         namespace, name = _key(body)
         owner = _controller_ref(body, "Deployment")
-        return cls(namespace=namespace, name=name, deployment=owner.get("name"), deployment_uid=owner.get("uid"))
+        uid = (body.get("metadata") or {}).get("uid")
+        uid = sys.intern(uid) if isinstance(uid, str) else None
+        return cls(namespace, name, owner.get("name"), owner.get("uid"), uid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +204,8 @@ class Pod:
     ports: tuple[tuple[str, int], ...]
     labels: tuple[tuple[str, str], ...] = ()
     host_ports: tuple[tuple[int, int], ...] = ()  # (containerPort, hostPort)
+    #: The uid of the ReplicaSet that controls it: one re-created under that name is another.
+    replicaset_uid: str | None = None
 
     @property
     def key(self) -> Key:
@@ -208,11 +220,13 @@ class Pod:
     def from_body(cls, body: Mapping) -> Pod:
         meta, status = body.get("metadata") or {}, body.get("status") or {}
         ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+        owner = _controller_ref(body, "ReplicaSet")
         return cls(
             namespace=meta.get("namespace") or "",
             name=meta["name"],
             uid=meta.get("uid") or "",
-            replicaset=_controller_owner(body, "ReplicaSet"),
+            replicaset=owner.get("name"),
+            replicaset_uid=sys.intern(owner["uid"]) if isinstance(owner.get("uid"), str) else None,
             ready=bool(ready) and ready.get("status") == "True",
             ready_since_ms=_epoch_ms(ready.get("lastTransitionTime")) if ready else 0,
             terminating=bool(meta.get("deletionTimestamp")),

@@ -206,3 +206,53 @@ def test_an_unknown_source_is_refused():
     with pytest.raises(ValueError, match="unknown inventory source 'pods'"):
         inventory.mark_synced("pods")
     assert not inventory.synced.is_set()
+
+
+def _owned(kind: str, name: str, uid: str, owner_kind: str, owner: str, owner_uid: str) -> dict:
+    reference = {"kind": owner_kind, "name": owner, "uid": owner_uid, "controller": True}
+    return {"kind": kind, "metadata": {"name": name, "namespace": "a", "uid": uid, "ownerReferences": [reference]}}
+
+
+def test_an_old_pod_does_not_join_a_new_replicaset_of_its_replicasets_name():
+    """`kubectl replace --force` of a Deployment with the same pod template: its ReplicaSet is
+    deleted at once and the new Deployment's is created under the same name (the same template
+    hash), while the garbage collector has yet to delete the old pods. They belong to the old
+    ReplicaSet's uid, and must not be registered for the new Deployment's registry meanwhile."""
+    inventory = Inventory()
+    for name in ("old", "new"):
+        inventory.put_registry(Registry.from_body({"metadata": {"name": name, "namespace": "a"}, "spec": {}}))
+
+    def deployment(uid: str, registry: str) -> Deployment:
+        return Deployment.from_body(
+            {
+                "metadata": {
+                    "name": "web",
+                    "namespace": "a",
+                    "uid": uid,
+                    "annotations": {"zkregistry.io/registry": registry},
+                },
+                "spec": {"template": {"spec": {"containers": [{"ports": [{"containerPort": 8080}]}]}}},
+            }
+        )
+
+    old_pod = Pod.from_body(
+        {
+            **_owned("Pod", "p1", "uid-p1", "ReplicaSet", "web-5d8", "rs1"),
+            "spec": {"containers": [{"ports": [{"containerPort": 8080}]}]},
+            "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+    assert old_pod.replicaset_uid == "rs1"
+    inventory.put_deployment(deployment("d1", "old"))
+    inventory.put_replicaset(ReplicaSet.from_body(_owned("ReplicaSet", "web-5d8", "rs1", "Deployment", "web", "d1")))
+    inventory.put_pod(old_pod)
+    old, new = inventory.registry(("a", "old")), inventory.registry(("a", "new"))
+    assert set(inventory.desired(old)[0]) == {"uid-p1"}
+
+    inventory.remove_deployment(("a", "web"))
+    inventory.remove_replicaset(("a", "web-5d8"))
+    inventory.put_deployment(deployment("d2", "new"))
+    inventory.put_replicaset(ReplicaSet.from_body(_owned("ReplicaSet", "web-5d8", "rs2", "Deployment", "web", "d2")))
+
+    assert inventory.instance(new, "uid-p1") is None, "an old pod registered for the new Deployment"
+    assert set(inventory.desired(new)[0]) == set()
