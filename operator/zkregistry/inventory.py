@@ -146,16 +146,7 @@ class Inventory:
         """A fresh list of every Deployment in `namespace` (every namespace if None) replaces what
         the inventory holds there, as `replace_pods` does for pods; the controller is told once,
         of every registry affected."""
-        affected: set[Key] = set()
-        with self._lock:
-            listed: set[Key] = set()
-            for deployment in deployments:
-                listed.add(deployment.key)
-                affected |= self._put_deployment(deployment)
-            for key in _unlisted(self._deployments, listed, namespace):
-                affected |= self._remove_deployment(key)
-        if affected:
-            self.on_change(affected)
+        self._replace(namespace, deployments, self._deployments, self._put_deployment, self._remove_deployment)
 
     def put_replicaset(self, replicaset: ReplicaSet) -> None:
         with self._lock:
@@ -172,14 +163,26 @@ class Inventory:
         """A fresh list of every ReplicaSet in `namespace` (every namespace if None) replaces what
         the inventory holds there, as `replace_pods` does for pods; the controller is told once,
         of every registry affected."""
+        self._replace(namespace, replicasets, self._replicasets, self._put_replicaset, self._remove_replicaset)
+
+    def _replace(
+        self,
+        namespace: str | None,
+        records: Iterable[Deployment] | Iterable[ReplicaSet],
+        held: dict,
+        put: Callable,
+        remove: Callable[[Key], set[Key]],
+    ) -> None:
+        """Puts every record listed in `namespace` and removes those of `held` there that the list
+        lacks; then tells the controller, once, of every registry affected."""
         affected: set[Key] = set()
         with self._lock:
             listed: set[Key] = set()
-            for replicaset in replicasets:
-                listed.add(replicaset.key)
-                affected |= self._put_replicaset(replicaset)
-            for key in _unlisted(self._replicasets, listed, namespace):
-                affected |= self._remove_replicaset(key)
+            for record in records:
+                listed.add(record.key)
+                affected |= put(record)
+            for key in _unlisted(held, listed, namespace):
+                affected |= remove(key)
         if affected:
             self.on_change(affected)
 
