@@ -93,6 +93,7 @@ class Membership:
         self._seen: dict[str, int] = {}  # path -> changes the watch applied (a refresh retries on one)
         self._reading = True  # read new children (False once handing over: see `names_only`)
         self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
+        self._unswept: list[str] = []  # paths whose registrations `verify` has yet to take
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
         self._written: dict[str, float] = {}  # path -> when a write of ours to it last ended
@@ -221,8 +222,12 @@ class Membership:
         which is then reported (`on_change`). A few per call, so that the stats never queue
         thousands deep ahead of our transactions (ZooKeeper answers a session in order)."""
         with self._lock:
-            if start and not self._sweep:  # every registration of ours, as the mirror has it now
-                self._sweep = [(p, n) for p, nodes in self._nodes.items() for n in nodes.values() if self._settled(n)]
+            if start and not self._sweep and not self._unswept:
+                self._unswept = list(self._nodes)
+            # A path at a time, as the round goes: a call costs O(limit + one path), never O(all).
+            while len(self._sweep) < limit and self._unswept:
+                path = self._unswept.pop()
+                self._sweep += [(path, n) for n in self._nodes.get(path, {}).values() if self._settled(n)]
             batch, self._sweep = self._sweep[-limit:], self._sweep[:-limit]
             batch = [(path, node) for path, node in batch if self._nodes.get(path, {}).get(node.name) is node]
         for path, node in batch:
