@@ -17,6 +17,7 @@ printed. Bounded: at most a few minutes.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -68,12 +69,23 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: boo
         time.sleep(5)
         scaling.settle(r, 120)  # a standby that has read every path, as a long-running one has
         (folder / "b-ready").write_text("")
+        if os.environ.get("HANDOVER_FREEZE"):
+            gc.freeze()
+        collections: list[float] = []  # seconds of each collection of the cyclic garbage collector
+        began = [0.0]
+        gc.callbacks.append(
+            lambda phase, info: began.__setitem__(0, time.perf_counter())
+            if phase == "start"
+            else collections.append(time.perf_counter() - began[0])
+        )
         scaling.wait_until(lambda: r.election.writable, 300, "leadership", poll=0.01)
         started, before = time.monotonic(), dict(r.requests)
+        del collections[:]
         scaling.wait_until(lambda: r.controller.owned() >= pods, 300, "the takeover", event=r.reconciled, poll=0.1)
         took = round(time.monotonic() - started, 2)
         requests = {kind: r.requests[kind] - before.get(kind, 0) for kind in ("get_children", "get")}
-        (folder / "b.json").write_text(json.dumps({"takeover_s": took, "requests": requests}))
+        out = {"takeover_s": took, "requests": requests, "gc_s": round(sum(collections), 3)}
+        (folder / "b.json").write_text(json.dumps(out))
         time.sleep(40)  # the old leader is still handing over: stay
         r.close()
     os._exit(0)

@@ -4,6 +4,7 @@ not hold up the others, a pod event is planned alone, and the resync repairs wha
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 from collections.abc import Iterator
 
@@ -413,3 +414,19 @@ def test_the_periodic_resync_plans_a_path_per_turn_and_pods_in_between(zk, quiet
     setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
     assert [p for kind, p in order if kind == "_plan_path"] == sorted(paths) and refreshed == sorted(paths)
     assert setup.controller._sweeping == []
+
+
+def test_a_takeover_turn_runs_without_the_cyclic_garbage_collector(zk, quiet):
+    """A takeover makes a few records per pod; each batch would start a collection that walks every
+    object of the process. The collector is off for the takeover's turn only."""
+    setup = quiet
+    setup.registry("web", 3)
+    setup.inventory.synced.set()
+    setup.election.join()
+    seen: list[bool] = []
+    reconcile = setup.controller._reconcile
+    setup.controller._reconcile = lambda whole, pods: seen.append(gc.isenabled()) or reconcile(whole, pods)
+    assert gc.isenabled()
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # the takeover
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # an ordinary turn
+    assert seen == [False, True] and gc.isenabled()
