@@ -4,6 +4,7 @@ leader that cannot write."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -430,3 +431,28 @@ def test_a_standby_lists_a_large_path_less_often_under_a_burst(zk, replica_facto
     interval = 2000 * membership.LIST_SECONDS_PER_CHILD
     allowed = 2 + elapsed / interval
     assert len(listings) <= allowed, f"{len(listings)} listings in {elapsed:.2f} s (at most {allowed:.0f})"
+
+
+def test_a_round_of_version_checks_covers_every_path_once_a_few_at_a_time(zk, replica_factory, root):
+    """`verify` takes paths into its round as it goes: each call sends at most `limit` stats, and
+    the round checks every registration of ours under every path exactly once."""
+    replicas = [replica_factory(name, f"{root}/services/{name}") for name in ("a", "b", "c")]
+    for replica in replicas:
+        zk.ensure_path(replica.path)
+        replica.lead()
+        replica.membership.owner = OWNER
+        assert replica.sync(wanted(7, "web")).applied == 7
+    mirror = replicas[0].membership
+    for replica in replicas[1:]:  # one mirror of the three paths, as a leader's is
+        mirror.watch(replica.path)
+        mirror.refresh(replica.path)
+    stats: list[str] = []
+    exists_async = mirror.client.exists_async
+    mirror.client.exists_async = lambda p, *args, **kwargs: stats.append(p) or exists_async(p, *args, **kwargs)
+    sent = [len(stats)]
+    mirror.verify(5, start=True)
+    while len(stats) > sent[-1]:
+        sent.append(len(stats))
+        mirror.verify(5)
+    assert max(b - a for a, b in itertools.pairwise(sent)) <= 5, f"stats per call: {sent}"
+    assert sorted(stats) == sorted(f"{r.path}/{name}" for r in replicas for name in zk.get_children(r.path))
