@@ -190,7 +190,7 @@ class Controller:
                     self._wake.wait(max(0.0, min(TICK, soonest - time.monotonic())))
                 now = time.monotonic()
                 if now >= next_resync:  # a path per turn (`sweep`): pods are planned in between
-                    self._sweeping, self._swept = sorted(self._all_paths()), True
+                    self._begin_sweep()
                     next_resync = now + self.resync_seconds
                 due = {p for p in self._deferred if self._failures.get(p, (0, 0.0))[1] <= now}
                 self._deferred -= due
@@ -236,7 +236,6 @@ class Controller:
             metrics.RESYNCS.inc()
         if everything:
             whole |= self._all_paths()
-            self._sweeping = []
         sweep = self._sweeping[:RESYNC_PATHS_PER_TURN]
         del self._sweeping[:RESYNC_PATHS_PER_TURN]
         whole |= set(sweep)
@@ -254,6 +253,15 @@ class Controller:
                 self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again
             self.cleared = frozenset()
+
+    def _begin_sweep(self) -> None:
+        """A periodic resync: every path is to be read afresh and planned whole, a path per turn.
+        The paths of an unfinished sweep keep their place, so that a sweep longer than the resync
+        period never leaves the last paths out; a takeover or failed admission meanwhile does not
+        end it either."""
+        pending = set(self._sweeping)
+        self._sweeping += sorted(self._all_paths() - pending)
+        self._swept = True
 
     def _refresh_paths(self, paths: Iterable[str]) -> None:
         """Reads `paths` afresh (blocking, each bounded), stopping at a lost connection."""

@@ -430,3 +430,25 @@ def test_a_takeover_turn_runs_without_the_cyclic_garbage_collector(zk, quiet):
     setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # the takeover
     setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # an ordinary turn
     assert seen == [False, True] and gc.isenabled()
+
+
+def test_a_sweep_is_never_cut_short_by_the_next_resync_or_a_takeover(zk, quiet):
+    """Found by review: each resync began the sweep again from its first path, so that a sweep
+    longer than the resync period never reached the last ones, and a turn that planned everything
+    (a takeover, a retry after failed admission) dropped what was left unread."""
+    setup = quiet
+    paths = [setup.registry(name, 1) for name in ("a", "b", "c")]
+    setup.inventory.synced.set()
+    setup.election.join()
+    setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})  # leading, paths claimed
+    refreshed: list[str] = []
+    refresh = setup.membership.refresh
+    setup.membership.refresh = lambda path, **kwargs: refreshed.append(path) or refresh(path, **kwargs)
+    setup.controller._begin_sweep()
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # reads a
+    setup.controller._begin_sweep()  # the next resync, with b and c not read yet
+    setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})  # everything: reads b
+    while setup.controller._sweeping:
+        setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
+    a, b, c = sorted(paths)
+    assert refreshed == [a, b, c, a]  # b and c kept their place; the new resync reads a again
