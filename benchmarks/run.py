@@ -519,7 +519,9 @@ class Bench:
         self.pump()
         t_el = next((t for t, _k, _n, _x in self.state.between(t_term, time.time(), "eldel")), t_term)
         removals = self.state.between(t_term, time.time(), "zdel")
-        names = [e[3] for e in self.state.between(t_term, time.time(), "zname")]
+        named = self.state.between(t_term, time.time(), "zname")
+        names = [e[3] for e in named]
+        gone = [t for t, _k, _n, sign in named if sign == "-"]
         taken = sorted(c for c, _ in after.values() if c >= t_term - 0.5)
         log = leader.output()
         out = {
@@ -533,6 +535,8 @@ class Bench:
             "successor_logged_elected_after_s": _after(elected_at(new, t_term), t_el),
             "from_sigterm_s": round(taken[-1] - t_term, 3) if taken else None,
             "old_leader_exit_s": round(t_exit - t_term, 2),
+            # the successor's break: the last superseded name deleted (the old leader waits for it)
+            "last_name_removed_s": round(gone[-1] - t_term, 3) if gone else None,
             "removals_seen": len(removals),
             "names_added": names.count("+"),  # make-before-break: each pod's other name, then the old one goes
             "names_removed": names.count("-"),
