@@ -6,11 +6,13 @@
 Two processes, each app.py's Operator built as benchmarks/scaling.py builds it, with the same
 inventory (the same seed: the same pods and uids), against an ensemble of their own: A leads and
 registers N pods in 5 to 50 registries (the even layout); B joins and settles as a standby; then A
-runs its graceful shutdown (stop writing, leave the election, wait until its mirror shows that
-it owns nothing, at most --handover-timeout, then close its session). Prints A's shutdown time,
-B's takeover time and, every second, how many registrations A's mirror still counts as its own
-and how many listings and reads A's mirror has sent. With --crash, A is killed (SIGKILL) instead:
-B takes over once A's session expires, and its takeover and the requests its mirror sent are
+runs its graceful shutdown (stop writing, leave the election, wait until each of its registrations
+is gone or superseded by B's, at most --handover-timeout, then close its session). Prints A's
+shutdown time, B's takeover time, B's break (until B's mirror holds no registration of A's
+session) and, every half second, how many registrations A's mirror still counts as its own, how
+many of them await a successor's (`Controller.awaiting_successor`), and how many listings and
+reads it has sent. With --crash, A is killed (SIGKILL) instead: B takes over once A's session
+expires, and its takeover and the requests its mirror sent are
 printed. Bounded: at most a few minutes.
 """
 
@@ -53,11 +55,12 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: boo
                     {
                         "t": round(time.monotonic() - started, 1),
                         "owned": r.controller.owned(),
+                        "awaiting": r.controller.awaiting_successor(),
                         "listings": r.requests["get_children"] - before["get_children"],
                         "reads": r.requests["get"] - before["get"],
                     }
                 )
-                time.sleep(1.0)
+                time.sleep(0.5)
 
         threading.Thread(target=sample, daemon=True).start()
         r.operator.shutdown()
@@ -85,10 +88,20 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: boo
         took = round(time.monotonic() - started, 2)
         requests = {kind: r.requests[kind] - before.get(kind, 0) for kind in ("get_children", "get")}
         out = {"takeover_s": took, "requests": requests, "gc_s": round(sum(collections), 3)}
+        if not crash:  # the break: the old session's registrations deleted, as this mirror knows
+            scaling.wait_until(lambda: r.controller.owned() == sum_ours(r), 300, "the break", poll=0.05)
+            out["break_s"] = round(time.monotonic() - started, 2)
         (folder / "b.json").write_text(json.dumps(out))
         time.sleep(40)  # the old leader is still handing over: stay
         r.close()
     os._exit(0)
+
+
+def sum_ours(r: scaling.Replica) -> int:
+    """Registrations of ours in `r`'s mirror, of any session."""
+    from zkregistry.plan import is_ours
+
+    return sum(r.membership.count(path, lambda n: is_ours(n, scaling.OWNER)) for path in r.membership.paths())
 
 
 def main(argv: list[str] | None = None) -> int:

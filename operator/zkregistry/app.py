@@ -3,9 +3,10 @@
 Threads: kopf with its own event loop and one reflector per kind (Pods, ReplicaSets, Deployments)
 feed the inventory; the controller writes ZooKeeper; the reporter writes Kubernetes; kazoo has its
 own. On SIGTERM a leader hands over gracefully: it stops writing, leaves the election so that a
-successor is elected at once, and keeps its session open until the successor owns every
-registration (or `handover_timeout` passes), so that clients watching a service never see a member
-disappear.
+successor is elected at once, and keeps its session open until the successor has registered every
+pod anew and clients have had `controller.SETTLE` to read it (or `handover_timeout` passes), so
+that clients watching a service never see a member disappear. Closing the session then deletes
+what the successor would delete `SETTLE` after its creates: the same break, without waiting for it.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class Operator:
         if was_leader and successors:
             log.info("handing over to the next replica (up to %.0f s)", left())
             last, since = -1, time.monotonic()
-            while (owned := self.controller.owned()) and left() > 0:
+            while (owned := self.controller.awaiting_successor()) and left() > 0:
                 if owned != last:
                     last, since = owned, time.monotonic()
                 elif time.monotonic() - since > RECHECK_AFTER:
@@ -204,7 +205,7 @@ class Operator:
                     self.controller.forget_disowned(deadline)
                     since = time.monotonic()
                 time.sleep(0.05)
-            owned = self.controller.owned()
+            owned = self.controller.awaiting_successor()
             if owned:
                 metrics.HANDOVER_TIMEOUTS.inc()
                 log.warning("handover deadline passed; %d registrations go with this session", owned)

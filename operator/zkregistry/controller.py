@@ -620,6 +620,13 @@ class Controller:
             for path in self.membership.paths()
         )
 
+    def awaiting_successor(self) -> int:
+        """Handing over: how many of the registrations this session holds have no successor's
+        that clients have had `SETTLE` seconds to read (`Membership.awaiting_successor`). Once
+        none has, closing the session is the successor's break: the same deletions, sooner."""
+        session = self.client.client_id[0] if self.client.client_id else 0
+        return self.membership.awaiting_successor(session, self.owner, time.monotonic() - SETTLE)
+
     def forget_disowned(self, deadline: float) -> None:
         """Handing over: drop from the count of `owned` what ZooKeeper says is no longer this
         session's (`Membership.forget_disowned`), waiting until `deadline` at the latest."""

@@ -46,7 +46,7 @@ from kazoo.protocol.states import EventType, WatchedEvent
 
 from zkregistry import formats, zk
 from zkregistry.formats import Member
-from zkregistry.plan import Delete, Node, Op, Replace, Update
+from zkregistry.plan import Delete, Node, Op, Replace, Update, other_name
 from zkregistry.plan import instance_key as _key
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class Membership:
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
         self._written: dict[str, float] = {}  # path -> when a write of ours to it last ended
         self._due: dict[str, float] = {}  # path -> when its deferred listing is to be sent
+        #: Handing over: path -> name listed that the mirror does not hold -> when first listed.
+        self._appeared: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self._deferred = threading.Condition(self._lock)
         self._lister: threading.Thread | None = None  # sends deferred listings; started on demand
@@ -212,6 +214,8 @@ class Membership:
                 changed |= _keys_of(n for name, n in old_nodes.items() if name not in nodes)
                 self._nodes[path] = nodes
                 self._keys[path] = _index(nodes.values())
+                if not self._reading:
+                    self._note_appeared(path, set(names), nodes)
             self.on_change(path, changed)
             return
 
@@ -262,12 +266,7 @@ class Membership:
         successor that replaced one in place (its other name was taken) changed no listing.
         Waits until `deadline` (monotonic) at the latest; errors leave the mirror as it was."""
         with self._lock:
-            held = [
-                (path, node)
-                for path, nodes in self._nodes.items()
-                for node in nodes.values()
-                if node.session == session and node.member is not None and node.member.owner == owner
-            ]
+            held = self._held_by(session, owner)
         stats = [(path, node, self.client.exists_async(f"{path}/{node.name}")) for path, node in held]
         for path, node, result in stats:
             try:
@@ -280,6 +279,29 @@ class Membership:
                 nodes, keys = self._nodes.get(path), self._keys.get(path)
                 if nodes is not None and keys is not None and nodes.get(node.name) is node:
                     _drop(nodes, keys, node.name)
+
+    def awaiting_successor(self, session: int, owner: str, settled: float) -> int:
+        """Handing over: how many registrations of ours that `session` holds have no successor's
+        yet. A registration has one once its pod's other name (`plan.other_name`), which this
+        mirror did not hold when the handover began, was listed at or before `settled`: a
+        successor made it anew there, and clients have had the time to read it. No I/O: a stat
+        of each such name to check its owner cost 4 s at 10,000 (`benchmarks.handover`), and
+        only a successor creates a name derived from a pod's uid while we hand over."""
+        with self._lock:
+            return sum(
+                1
+                for path, node in self._held_by(session, owner)
+                if self._appeared.get(path, {}).get(other_name(node.name), math.inf) > settled
+            )
+
+    def _held_by(self, session: int, owner: str) -> list[tuple[str, Node]]:
+        """Our registrations that `session` owns, as the mirror knows them (lock held)."""
+        return [
+            (path, node)
+            for path, nodes in self._nodes.items()
+            for node in nodes.values()
+            if node.session == session and node.member is not None and node.member.owner == owner
+        ]
 
     def hold(self, paths: Iterable[str]) -> None:
         """A write of ours to `paths` begins: their listings wait until `release`. Each of our
@@ -346,6 +368,15 @@ class Membership:
         if not history or history[0][0] > epoch + 1:
             return False
         return all(touched is not None and name not in touched for at, touched in history if at > epoch)
+
+    def _note_appeared(self, path: str, names: set[str], nodes: dict[str, Node]) -> None:
+        """Handing over: when each listed name that the mirror does not hold was first listed
+        (lock held). A successor's new znodes are never read then (`names_only`)."""
+        now, appeared = time.monotonic(), self._appeared.setdefault(path, {})
+        for name in names - nodes.keys():
+            appeared.setdefault(name, now)
+        for name in appeared.keys() - names:
+            del appeared[name]
 
     def _settled(self, node: Node) -> bool:
         """Whether the mirror's copy of `node` needs no re-reading: one of our registrations."""
@@ -434,6 +465,8 @@ class Membership:
                 if gone:
                     self._seen[path] = self._seen.get(path, 0) + 1
                 new = names - nodes.keys() if self._reading else set()
+                if not self._reading:
+                    self._note_appeared(path, names, nodes)
                 epoch_now = self._epochs.get(path, 0)
         if stale:  # older than a transaction of ours: list again
             return self._list(path)

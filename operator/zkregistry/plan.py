@@ -117,6 +117,12 @@ def names_of(want: Wanted) -> tuple[str, ...]:
     return () if want.sequential else (want.name, want.name + ALTERNATE)
 
 
+def other_name(name: str) -> str:
+    """The other of a non-sequential registration's two names (`names_of`): where a successor
+    makes it anew. A sequential name's is a name that no registration takes."""
+    return name[: -len(ALTERNATE)] if name.endswith(ALTERNATE) else name + ALTERNATE
+
+
 def fits(node: Node, want: Wanted) -> bool:
     """Whether `node` is named as `want` would be (so a format change moves the registration)."""
     return node.name.startswith(want.name) if want.sequential else node.name in names_of(want)

@@ -15,7 +15,7 @@ from zk.conftest import OWNER, wanted
 from zkregistry import formats, membership
 from zkregistry.formats import serverset
 from zkregistry.model import Instance
-from zkregistry.plan import ALTERNATE, Create, Wanted, calculate
+from zkregistry.plan import ALTERNATE, Create, Delete, Wanted, calculate
 
 
 class ChildWatcher:
@@ -283,6 +283,37 @@ def test_a_mirror_handing_over_sees_its_znode_replaced_in_place_by_the_successor
     assert owned_by_a() == 1, "a listing alone cannot see a replace in place"
     a.membership.forget_disowned(a.session(), OWNER, time.monotonic() + 4)
     assert owned_by_a() == 0
+
+
+def test_a_replica_handing_over_counts_a_registration_taken_once_the_successor_s_has_settled(zk, replica_factory):
+    """The replica handing over need not wait for the successor's break: once each pod's other
+    name has been listed for `settled`, its session may close, which deletes what the break would.
+    It reads nothing new meanwhile. A successor's name that goes again (its pod went unready
+    before the break) is awaited again."""
+    a, b = replica_factory("a"), replica_factory("b")
+    path = a.path
+    a.lead()
+    assert a.sync(wanted(3, "web")).applied == 3
+    reads: list[str] = []
+    get_async = a.client.get_async
+    a.client.get_async = lambda p, *args, **kwargs: reads.append(p) or get_async(p, *args, **kwargs)
+    a.membership.names_only()
+    b.lead()
+    a.election.leave(timeout=4)
+    eventually(lambda: (b.election.step(), b.election.writable)[1], 10, "b to lead")
+    made = [Create(f"{uid}{ALTERNATE}", w.data, uid=uid, member=w.member) for uid, w in wanted(3, "web").items()]
+    assert b.writer.apply({path: made}, b.election.node)[path].applied == 3  # the make, never the break
+
+    def awaiting(settled: float) -> int:
+        return a.membership.awaiting_successor(a.session(), OWNER, settled)
+
+    eventually(lambda: awaiting(time.monotonic()) == 0, 5, "every other name listed")
+    listed = time.monotonic()
+    assert awaiting(listed - 60) == 3, "listed too recently for clients to have read them"
+    b.writer.apply({path: [Delete(f"uid-2{ALTERNATE}", 0)]}, b.election.node)
+    eventually(lambda: awaiting(time.monotonic()) == 1, 5, "uid-2's successor gone again")
+    assert a.membership.count(path, lambda n: n.session == a.session()) == 3, "nothing of a's was deleted"
+    assert reads == []
 
 
 def test_forgetting_disowned_znodes_ends_by_its_deadline_whatever_zookeeper_does(zk, replica_factory):
