@@ -506,7 +506,7 @@ class Bench:
             lambda: self.counts(pods),
         )
         t_exit = time.time()
-        profiled = self.stop_recording(recording)  # it exits once its successor owns everything
+        profiled = self.stop_recording(recording)  # it exits once its successor superseded everything
         new = self.leader(exclude=leader)
         _, new_session = measure.session_of_leader(self.zk, ELECTION)
 

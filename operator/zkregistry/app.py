@@ -39,6 +39,8 @@ log = logging.getLogger("zkregistry")
 CLOSE_TIMEOUT = 5.0  # seconds that closing the ZooKeeper session may take at exit
 #: Seconds without progress after which a handover asks ZooKeeper who owns what it waits for.
 RECHECK_AFTER = 5.0
+#: Seconds between two checks, while handing over, that the successor still leads.
+SUCCESSOR_CHECK = 0.5
 
 
 class Operator:
@@ -185,7 +187,7 @@ class Operator:
         self.paused.set()
         if self.controller.writing.acquire(timeout=left()):  # no write of ours still in flight
             self.controller.writing.release()
-        self.membership.names_only()  # from now on it only needs to see our own znodes go
+        self.membership.names_only()  # from now on it needs only the names under each path
         was_leader = self.election.leader
         successors = self.election.others(timeout=min(left(), self.settings.session_timeout)) if was_leader else 0
         try:
@@ -196,7 +198,15 @@ class Operator:
         if was_leader and successors:
             log.info("handing over to the next replica (up to %.0f s)", left())
             last, since = -1, time.monotonic()
-            while (owned := self.controller.awaiting_successor()) and left() > 0:
+            # A successor's new name counts only while that successor leads: a third leader may
+            # replace it in place (both names taken), which no listing shows.
+            successor, asked = self.election.first(min(left(), self.settings.session_timeout)), time.monotonic()
+            while (owned := self._awaited(successor)) and left() > 0:
+                if successor is not None and time.monotonic() - asked > SUCCESSOR_CHECK:
+                    asked = time.monotonic()
+                    if self.election.first(min(left(), self.settings.session_timeout)) != successor:
+                        log.info("the successor left too: waiting for the next leader's deletes")
+                        successor = None
                 if owned != last:
                     last, since = owned, time.monotonic()
                 elif time.monotonic() - since > RECHECK_AFTER:
@@ -205,7 +215,7 @@ class Operator:
                     self.controller.forget_disowned(deadline)
                     since = time.monotonic()
                 time.sleep(0.05)
-            owned = self.controller.awaiting_successor()
+            owned = self._awaited(successor)
             if owned:
                 metrics.HANDOVER_TIMEOUTS.inc()
                 log.warning("handover deadline passed; %d registrations go with this session", owned)
@@ -219,6 +229,11 @@ class Operator:
         closer.join(CLOSE_TIMEOUT)
         if closer.is_alive():
             log.warning("the ZooKeeper client did not stop within %.0f s; exiting anyway", CLOSE_TIMEOUT)
+
+    def _awaited(self, successor: str | None) -> int:
+        """Registrations that a handover still waits for: each until a successor's supersedes it
+        while `successor` leads, else until it is gone."""
+        return self.controller.awaiting_successor() if successor is not None else self.controller.owned()
 
     def _close_session(self) -> None:
         self.client.stop()

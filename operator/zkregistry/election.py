@@ -155,6 +155,12 @@ class Election:
         ours = self.node.rsplit("/", 1)[1] if self.node else None
         return sum(1 for name in self.contenders if name != ours)
 
+    def first(self, timeout: float | None = None) -> str | None:
+        """The first contender, read afresh (bounded by `timeout`; the last one read if ZooKeeper
+        fails): the leader, or the one about to be. None if nobody contends."""
+        self.others(timeout)
+        return self.contenders[0] if self.contenders else None
+
     # -- ZooKeeper (the caller's thread) ----------------------------------------------------
 
     def _enter(self) -> None:

@@ -147,11 +147,11 @@ class Membership:
             self._keys.pop(path, None)
 
     def names_only(self) -> None:
-        """From now on learn only which children are gone, and read no new one. A replica
-        handing over waits for its own znodes to go; ZooKeeper answers a session in order, so a
-        read of each of a successor's thousands of new znodes would delay the listing that
-        shows it. The listings that wait after our last writes are sent now: until they are, no
-        watch tells of the successor's changes."""
+        """From now on learn only the names under each path, and read no new child. A replica
+        handing over waits for its own znodes to go or to be superseded (`awaiting_successor`);
+        ZooKeeper answers a session in order, so a read of each of a successor's thousands of new
+        znodes would delay the listings that show either. The listings that wait after our last
+        writes are sent now: until they are, no watch tells of the successor's changes."""
         self._reading = False
         with self._lock:
             self._written.clear()
@@ -287,12 +287,19 @@ class Membership:
         successor made it anew there, and clients have had the time to read it. No I/O: a stat
         of each such name to check its owner cost 4 s at 10,000 (`benchmarks.handover`), and
         only a successor creates a name derived from a pod's uid while we hand over."""
-        with self._lock:
-            return sum(
-                1
-                for path, node in self._held_by(session, owner)
-                if self._appeared.get(path, {}).get(other_name(node.name), math.inf) > settled
-            )
+        awaiting = 0
+        for path in self.paths():  # the lock a path at a time: the listings go on meanwhile
+            with self._lock:
+                nodes, appeared = self._nodes.get(path, {}), self._appeared.get(path, {})
+                awaiting += sum(
+                    1
+                    for node in nodes.values()
+                    if node.session == session
+                    and node.member is not None
+                    and node.member.owner == owner
+                    and appeared.get(other_name(node.name), math.inf) > settled
+                )
+        return awaiting
 
     def _held_by(self, session: int, owner: str) -> list[tuple[str, Node]]:
         """Our registrations that `session` owns, as the mirror knows them (lock held)."""

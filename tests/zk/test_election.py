@@ -158,3 +158,17 @@ def test_a_contender_of_the_previous_protocol_keeps_us_from_leading(zk, replica_
     eventually(lambda: a.election.step() or not a.election.leader, 10, "a to step down")
     zk.delete(old)  # the old replica is gone: ours leads again
     eventually(lambda: a.election.step() or a.election.leader, 10, "a to lead again")
+
+
+def test_the_first_contender_is_the_one_a_handover_hands_to_and_changes_when_it_leaves(zk, replica_factory):
+    """A replica handing over counts a successor's new names only while that successor leads
+    (`app.Operator.shutdown`): a third leader may replace them in place, which no listing shows."""
+    a, b, c = replica_factory("a"), replica_factory("b"), replica_factory("c")
+    for replica in (a, b, c):
+        replica.lead()
+    a.election.leave(timeout=4)
+    successor = a.election.first(timeout=4)
+    assert successor == b.election.node.rsplit("/", 1)[1]
+    assert a.election.first(timeout=4) == successor
+    b.election.leave(timeout=4)
+    assert a.election.first(timeout=4) == c.election.node.rsplit("/", 1)[1]
