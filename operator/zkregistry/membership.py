@@ -282,9 +282,9 @@ class Membership:
 
     def awaiting_successor(self, session: int, owner: str, settled: float) -> int:
         """Handing over: how many registrations of ours that `session` holds have no successor's
-        yet. A registration has one once its pod's other name (`plan.other_name`), which this
-        mirror did not hold when the handover began, was listed at or before `settled`: a
-        successor made it anew there, and clients have had the time to read it. No I/O: a stat
+        yet. A registration has one once its pod's other name (`plan.other_name`), a name that
+        this mirror does not hold (it reads no new child while handing over), was listed at or
+        before `settled`: a successor made it anew there, and clients have had the time to read it. No I/O: a stat
         of each such name to check its owner cost 4 s at 10,000 (`benchmarks.handover`), and
         only a successor creates a name derived from a pod's uid while we hand over."""
         awaiting = 0
