@@ -197,25 +197,7 @@ class Operator:
             successors = 0
         if was_leader and successors:
             log.info("handing over to the next replica (up to %.0f s)", left())
-            last, since = -1, time.monotonic()
-            # A successor's new name counts only while that successor leads: a third leader may
-            # replace it in place (both names taken), which no listing shows.
-            successor, asked = self.election.first(min(left(), self.settings.session_timeout)), time.monotonic()
-            while (owned := self._awaited(successor)) and left() > 0:
-                if successor is not None and time.monotonic() - asked > SUCCESSOR_CHECK:
-                    asked = time.monotonic()
-                    if self.election.first(min(left(), self.settings.session_timeout)) != successor:
-                        log.info("the successor left too: waiting for the next leader's deletes")
-                        successor = None
-                if owned != last:
-                    last, since = owned, time.monotonic()
-                elif time.monotonic() - since > RECHECK_AFTER:
-                    # A successor that replaced a znode in place (its other name was taken)
-                    # changed no listing: ask ZooKeeper who owns what the mirror says is ours.
-                    self.controller.forget_disowned(deadline)
-                    since = time.monotonic()
-                time.sleep(0.05)
-            owned = self._awaited(successor)
+            owned = await_successor(self.controller, self.election, deadline, self.settings.session_timeout)
             if owned:
                 metrics.HANDOVER_TIMEOUTS.inc()
                 log.warning("handover deadline passed; %d registrations go with this session", owned)
@@ -230,14 +212,42 @@ class Operator:
         if closer.is_alive():
             log.warning("the ZooKeeper client did not stop within %.0f s; exiting anyway", CLOSE_TIMEOUT)
 
-    def _awaited(self, successor: str | None) -> int:
-        """Registrations that a handover still waits for: each until a successor's supersedes it
-        while `successor` leads, else until it is gone."""
-        return self.controller.awaiting_successor() if successor is not None else self.controller.owned()
-
     def _close_session(self) -> None:
         self.client.stop()
         self.client.close()
+
+
+def await_successor(controller: Controller, election: Election, deadline: float, timeout: float) -> int:
+    """Handing over, after leaving the election: waits until `deadline` (monotonic) for every
+    registration this session holds to be gone or superseded by the successor's
+    (`Controller.awaiting_successor`). Superseded counts only while the replica handed to is still
+    the first contender, read every `SUCCESSOR_CHECK` and again before returning: a third leader
+    may replace a successor's znode in place, which no listing shows. Once it is not, only gone
+    counts. Returns how many are still awaited: 0 if the handover is complete."""
+
+    def first() -> str | None:
+        return election.first(min(max(0.0, deadline - time.monotonic()), timeout))
+
+    successor, asked = first(), time.monotonic()
+    last, since = -1, time.monotonic()
+    while True:
+        owned = controller.awaiting_successor() if successor is not None else controller.owned()
+        if successor is not None and (not owned or time.monotonic() - asked > SUCCESSOR_CHECK):
+            asked = time.monotonic()
+            if first() != successor:
+                log.info("the successor left too: waiting for the next leader's deletes")
+                successor = None
+                continue
+        if not owned or time.monotonic() >= deadline:
+            return owned
+        if owned != last:
+            last, since = owned, time.monotonic()
+        elif time.monotonic() - since > RECHECK_AFTER:
+            # A successor that replaced a znode in place (its other name was taken) changed no
+            # listing: ask ZooKeeper who owns what the mirror says is ours.
+            controller.forget_disowned(deadline)
+            since = time.monotonic()
+        time.sleep(0.05)
 
 
 def run(settings: Settings) -> NoReturn:
