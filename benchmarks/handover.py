@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import scaling
+from benchmarks import measure, scaling
 
 
 def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: bool = False) -> None:
@@ -81,6 +81,7 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: boo
             if phase == "start"
             else collections.append(time.perf_counter() - began[0])
         )
+        rss_before = measure.rss_mib(os.getpid())
         scaling.wait_until(lambda: r.election.writable, 300, "leadership", poll=0.01)
         started, before = time.monotonic(), dict(r.requests)
         del collections[:]
@@ -91,6 +92,7 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: boo
         if not crash:  # the break: the old session's registrations deleted, as this mirror knows
             scaling.wait_until(lambda: r.controller.owned() == sum_ours(r), 300, "the break", poll=0.05)
             out["break_s"] = round(time.monotonic() - started, 2)
+        out["rss_mib"] = {"before": rss_before, "after": measure.rss_mib(os.getpid())}  # VmRSS and VmHWM
         (folder / "b.json").write_text(json.dumps(out))
         time.sleep(40)  # the old leader is still handing over: stay
         r.close()
