@@ -5,7 +5,9 @@ ServiceRegistry's status equal to `status.compute` of what the membership mirror
 the finalizer on our own ServiceRegistry objects, and posts Warning Events on Deployments whose
 opt-in cannot be honoured. Status is patched when it differs from the object's current one (so
 a new leader also repairs whatever a deposed one wrote), and at least once per `heartbeat` (the
-resync period): the `Leader` condition's lastHeartbeatTime says how fresh the status is.
+resync period): the `Leader` condition's lastHeartbeatTime says how fresh the status is. A busy
+registry's status is written at most once per pace, longer the more members it shows
+(`PACE_PER_MEMBER`, up to 2 s), since every write costs each replica's watch O(members).
 
 A status write is fenced as ZooKeeper writes are: only while connected, and only after reading
 that our election znode still exists. A replica cut off from ZooKeeper therefore stops writing
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -39,6 +42,12 @@ from zkregistry.model import Key, Problem, Registry
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.5  # gather the changes of a burst into one status write (its cost is O(members))
+#: A registry's status is written again at the soonest this many seconds per member it shows after
+#: its last write (`SETTLE_SECONDS` at least, `MAX_PACE` at most: 2 s for the 200 shown at most).
+#: Each write costs the API server, and every replica's watch of ServiceRegistries, O(members
+#: shown): in a burst, a large registry's status is rewritten every 2 s rather than twice a second.
+PACE_PER_MEMBER = 0.01
+MAX_PACE = 2.0
 STALE_BEATS = 3  # heartbeats missed before a status counts as having no leader behind it
 
 
@@ -89,6 +98,8 @@ class Reporter:
         self._warned: dict[Key, str] = {}  # Deployment -> the message of its last Warning
         self._scopes: dict[object, set[Key]] = {}  # check -> the Deployments it found wrong
         self._leaders: dict[Key, str] = {}  # registry -> the leader we last reported
+        self._paced: dict[Key, float] = {}  # registry -> when its status may be written again
+        self._held: dict[Key, float] = {}  # registry whose changed status waits for its pace -> until
 
     def changed(self, keys: Iterable[Key] | None = None) -> None:
         """These registries' status may have changed (None: every registry). Never blocks on
@@ -106,10 +117,16 @@ class Reporter:
         while not stop.is_set():
             with self._wake:
                 if not self._dirty and not self._all:
-                    self._wake.wait(period)
+                    soonest = min(self._held.values(), default=math.inf) - time.monotonic()
+                    self._wake.wait(max(0.0, min(period, soonest)))
             stop.wait(SETTLE_SECONDS)
             with self._wake:
                 keys, everything, self._dirty, self._all = self._dirty, self._all, set(), False
+                now = time.monotonic()
+                due = [key for key, until in self._held.items() if until <= now]
+                for key in due:  # held again by `_patch_paced` if still too soon
+                    del self._held[key]
+                keys |= set(due)
             self.watch_heartbeats()
             if not self._may_write():
                 continue
@@ -168,6 +185,7 @@ class Reporter:
             if not self.election.writable or self.paused.is_set():
                 return failed
             if registry is None:
+                self._paced.pop(key, None)
                 continue
             try:
                 self._report_registry(registry)
@@ -242,7 +260,7 @@ class Reporter:
             _without_times(new) != _without_times(previous)
             or status.heartbeat_age(previous, "", at) >= self.heartbeat - SETTLE_SECONDS
         ):
-            self.kube.patch_status(registry, new)
+            self._patch_paced(registry, new)
         if self._leaders.get(registry.key) != self.election.identifier:
             was = previous.get("leader")
             if was != self.election.identifier:
@@ -256,6 +274,19 @@ class Reporter:
                     + (f" (was {was})" if was else ""),
                 )
             self._leaders[registry.key] = self.election.identifier
+
+    def _patch_paced(self, registry: Registry, new: dict) -> None:
+        """Writes `new` now if the registry's pace allows, else once it does (`run` reports it
+        again then, from the state of that moment)."""
+        now, key = time.monotonic(), registry.key
+        until = self._paced.get(key, 0.0)
+        if until > now:
+            with self._wake:
+                self._held[key] = until
+            return
+        self.kube.patch_status(registry, new)
+        shown = len(new.get("members") or ())
+        self._paced[key] = now + min(MAX_PACE, max(SETTLE_SECONDS, shown * PACE_PER_MEMBER))
 
     def _warn(self, scope: object, problems: Iterable[Problem], registry: Registry | None = None) -> None:
         """Posts one Warning per Deployment and message; `scope` groups the problems found by
