@@ -284,9 +284,10 @@ class Membership:
         """Handing over: how many registrations of ours that `session` holds have no successor's
         yet. A registration has one once its pod's other name (`plan.other_name`), a name that
         this mirror does not hold (it reads no new child while handing over), was listed at or
-        before `settled`: a successor made it anew there, and clients have had the time to read it. No I/O: a stat
-        of each such name to check its owner cost 4 s at 10,000 (`benchmarks.handover`), and
-        only a successor creates a name derived from a pod's uid while we hand over."""
+        before `settled`: a successor made it anew there, and clients have had the time to read
+        it. No I/O: a stat of each such name to check its owner cost 4 s at 10,000
+        (`benchmarks.handover`), and only a successor creates a name derived from a pod's uid
+        while we hand over."""
         awaiting = 0
         for path in self.paths():  # the lock a path at a time: the listings go on meanwhile
             with self._lock:
