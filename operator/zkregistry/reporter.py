@@ -6,8 +6,8 @@ the finalizer on our own ServiceRegistry objects, and posts Warning Events on De
 opt-in cannot be honoured. Status is patched when it differs from the object's current one (so
 a new leader also repairs whatever a deposed one wrote), and at least once per `heartbeat` (the
 resync period): the `Leader` condition's lastHeartbeatTime says how fresh the status is. A busy
-registry's status is written at most once per pace, longer the more members it shows
-(`PACE_PER_MEMBER`, up to 2 s), since every write costs each replica's watch O(members).
+registry is reported at most once per pace, longer the more members it shows (`pace`, up to 2 s),
+since a report costs O(path) here and every write costs each replica's watch O(members).
 
 A status write is fenced as ZooKeeper writes are: only while connected, and only after reading
 that our election znode still exists. A replica cut off from ZooKeeper therefore stops writing
@@ -42,10 +42,12 @@ from zkregistry.model import Key, Problem, Registry
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.5  # gather the changes of a burst into one status write (its cost is O(members))
-#: A registry's status is written again at the soonest this many seconds per member it shows after
-#: its last write (`SETTLE_SECONDS` at least, `MAX_PACE` at most: 2 s for the 200 shown at most).
-#: Each write costs the API server, and every replica's watch of ServiceRegistries, O(members
-#: shown): in a burst, a large registry's status is rewritten every 2 s rather than twice a second.
+#: A registry is reported again at the soonest this many seconds per member its status shows after
+#: its last report (`MAX_PACE` at most: 2 s for the 200 shown at most; a small one is reported
+#: every `SETTLE_SECONDS` that it changes, as the loop gathers changes for that long anyway).
+#: A report costs this thread O(path) and each write costs the API server, and every replica's
+#: watch of ServiceRegistries, O(members shown): in a burst, a large registry is reported every
+#: 2 s rather than twice a second.
 PACE_PER_MEMBER = 0.01
 MAX_PACE = 2.0
 STALE_BEATS = 3  # heartbeats missed before a status counts as having no leader behind it
@@ -98,8 +100,8 @@ class Reporter:
         self._warned: dict[Key, str] = {}  # Deployment -> the message of its last Warning
         self._scopes: dict[object, set[Key]] = {}  # check -> the Deployments it found wrong
         self._leaders: dict[Key, str] = {}  # registry -> the leader we last reported
-        self._paced: dict[Key, float] = {}  # registry -> when its status may be written again
-        self._held: dict[Key, float] = {}  # registry whose changed status waits for its pace -> until
+        self._paced: dict[Key, float] = {}  # registry -> when it may be reported again
+        self._held: dict[Key, float] = {}  # registry changed before its pace allowed -> until
 
     def changed(self, keys: Iterable[Key] | None = None) -> None:
         """These registries' status may have changed (None: every registry). Never blocks on
@@ -124,7 +126,7 @@ class Reporter:
                 keys, everything, self._dirty, self._all = self._dirty, self._all, set(), False
                 now = time.monotonic()
                 due = [key for key, until in self._held.items() if until <= now]
-                for key in due:  # held again by `_patch_paced` if still too soon
+                for key in due:  # held again by `report` if still too soon
                     del self._held[key]
                 keys |= set(due)
             self.watch_heartbeats()
@@ -180,12 +182,17 @@ class Reporter:
         """Writes the status of these registries; returns those that failed (to retry). Stops
         at once if this replica may no longer write."""
         failed: set[Key] = set()
+        now = time.monotonic()
         for key in sorted(keys):
             registry = self.inventory.registry(key)
             if not self.election.writable or self.paused.is_set():
                 return failed
             if registry is None:
                 self._paced.pop(key, None)
+                continue
+            if self._paced.get(key, 0.0) > now:  # reported a moment ago: once its pace allows
+                with self._wake:
+                    self._held[key] = self._paced[key]
                 continue
             try:
                 self._report_registry(registry)
@@ -260,7 +267,8 @@ class Reporter:
             _without_times(new) != _without_times(previous)
             or status.heartbeat_age(previous, "", at) >= self.heartbeat - SETTLE_SECONDS
         ):
-            self._patch_paced(registry, new)
+            self.kube.patch_status(registry, new)
+        self._paced[registry.key] = time.monotonic() + pace(len(new.get("members") or ()))
         if self._leaders.get(registry.key) != self.election.identifier:
             was = previous.get("leader")
             if was != self.election.identifier:
@@ -274,19 +282,6 @@ class Reporter:
                     + (f" (was {was})" if was else ""),
                 )
             self._leaders[registry.key] = self.election.identifier
-
-    def _patch_paced(self, registry: Registry, new: dict) -> None:
-        """Writes `new` now if the registry's pace allows, else once it does (`run` reports it
-        again then, from the state of that moment)."""
-        now, key = time.monotonic(), registry.key
-        until = self._paced.get(key, 0.0)
-        if until > now:
-            with self._wake:
-                self._held[key] = until
-            return
-        self.kube.patch_status(registry, new)
-        shown = len(new.get("members") or ())
-        self._paced[key] = now + min(MAX_PACE, max(SETTLE_SECONDS, shown * PACE_PER_MEMBER))
 
     def _warn(self, scope: object, problems: Iterable[Problem], registry: Registry | None = None) -> None:
         """Posts one Warning per Deployment and message; `scope` groups the problems found by
@@ -319,6 +314,11 @@ class Reporter:
                 for d in self.inventory.orphaned_deployments()
             ),
         )
+
+
+def pace(shown: int) -> float:
+    """Seconds until a registry whose status shows `shown` members is reported again."""
+    return min(MAX_PACE, shown * PACE_PER_MEMBER)
 
 
 def _without_times(value: dict) -> dict:
