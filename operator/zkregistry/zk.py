@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import selectors
+
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, KazooException, SessionExpiredError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
+from kazoo.handlers.utils import selector_select
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, Id, Permissions, make_digest_acl
 
@@ -62,10 +65,28 @@ def security_options(
     }
 
 
+class _Poll:
+    """The `selectors` module as kazoo's `selector_select` uses it, with poll(2) as the default."""
+
+    EVENT_READ, EVENT_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+    DefaultSelector = selectors.PollSelector
+
+
+class Handler(SequentialThreadingHandler):
+    """kazoo's threading handler, waiting with poll(2). kazoo's own makes and closes an epoll
+    instance at every wait, and its connection waits before it sends each request and before it
+    reads each reply: the setup and teardown were 18 % of a leader's samples in a burst (bench
+    2026-11-30-3). Same function, same semantics, one system call per wait."""
+
+    def select(self, *args, **kwargs):
+        return selector_select(*args, selectors_module=_Poll, **kwargs)
+
+
 def client(settings: Settings) -> KazooClient:
     """A client that is not started; it retries connecting forever."""
     return KazooClient(
         hosts=settings.connection_string,
+        handler=Handler(),
         timeout=settings.session_timeout,
         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
         command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
