@@ -156,10 +156,14 @@ class Election:
         return sum(1 for name in self.contenders if name != ours)
 
     def first(self, timeout: float | None = None) -> str | None:
-        """The first contender, read afresh (bounded by `timeout`; the last one read if ZooKeeper
-        fails): the leader, or the one about to be. None if nobody contends."""
-        self.others(timeout)
-        return self.contenders[0] if self.contenders else None
+        """The first contender, read afresh (bounded by `timeout`): the leader, or the one about
+        to be. None if nobody contends, and None if ZooKeeper did not answer: a caller that asks
+        whether a replica still leads is never told yes by an old answer."""
+        try:
+            children = zk.wait(self.client.get_children_async(self.path), self.timeout if timeout is None else timeout)
+        except zk.ERRORS:
+            return None
+        return min((c for c in children if PREFIX in c), key=sequence, default=None)
 
     # -- ZooKeeper (the caller's thread) ----------------------------------------------------
 

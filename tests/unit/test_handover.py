@@ -59,3 +59,12 @@ def test_the_deadline_ends_the_wait_with_what_is_still_awaited():
     left = app.await_successor(controller, FakeElection("b"), started + 0.3, 1.0)
     assert left == 2
     assert time.monotonic() - started < 1.0
+
+
+def test_a_successor_that_cannot_be_confirmed_does_not_end_the_wait():
+    """`Election.first` answers None when ZooKeeper does not answer: the wait then goes on until
+    the old registrations are gone, as when the successor left."""
+    controller = FakeController(awaiting=[0], owned=[1, 0])
+    left = app.await_successor(controller, FakeElection("b", None), time.monotonic() + 5, 1.0)
+    assert left == 0
+    assert controller.calls.count("owned") == 2, controller.calls

@@ -172,3 +172,11 @@ def test_the_first_contender_is_the_one_a_handover_hands_to_and_changes_when_it_
     assert a.election.first(timeout=4) == successor
     b.election.leave(timeout=4)
     assert a.election.first(timeout=4) == c.election.node.rsplit("/", 1)[1]
+
+
+def test_the_first_contender_is_unknown_when_zookeeper_does_not_answer(zk, replica_factory):
+    a = replica_factory("a")
+    a.lead()
+    assert a.election.first(timeout=4) == a.election.node.rsplit("/", 1)[1]
+    a.client.get_children_async = lambda path, *args, **kwargs: a.client.handler.async_result()  # never answered
+    assert a.election.first(timeout=0.2) is None
