@@ -72,8 +72,6 @@ def replica(role: str, hosts: str, pods: int, tag: str, folder: Path, crash: boo
         time.sleep(5)
         scaling.settle(r, 120)  # a standby that has read every path, as a long-running one has
         (folder / "b-ready").write_text("")
-        if os.environ.get("HANDOVER_FREEZE"):
-            gc.freeze()
         collections: list[float] = []  # seconds of each collection of the cyclic garbage collector
         began = [0.0]
         gc.callbacks.append(

@@ -150,8 +150,7 @@ class Election:
         """How many other replicas contend now: the successors a graceful handover can wait for.
         Read afresh (bounded by `timeout`); the last evaluation's count if ZooKeeper fails."""
         with contextlib.suppress(*zk.ERRORS):
-            children = zk.wait(self.client.get_children_async(self.path), self.timeout if timeout is None else timeout)
-            self.contenders = sorted((c for c in children if PREFIX in c), key=sequence)
+            self.contenders = self._read_contenders(timeout)
         ours = self.node.rsplit("/", 1)[1] if self.node else None
         return sum(1 for name in self.contenders if name != ours)
 
@@ -160,10 +159,15 @@ class Election:
         to be. None if nobody contends, and None if ZooKeeper did not answer: a caller that asks
         whether a replica still leads is never told yes by an old answer."""
         try:
-            children = zk.wait(self.client.get_children_async(self.path), self.timeout if timeout is None else timeout)
+            contenders = self._read_contenders(timeout)
         except zk.ERRORS:
             return None
-        return min((c for c in children if PREFIX in c), key=sequence, default=None)
+        return contenders[0] if contenders else None
+
+    def _read_contenders(self, timeout: float | None) -> list[str]:
+        """The contenders' znode names, in the order of election; raises one of `zk.ERRORS`."""
+        children = zk.wait(self.client.get_children_async(self.path), self.timeout if timeout is None else timeout)
+        return sorted((c for c in children if PREFIX in c), key=sequence)
 
     # -- ZooKeeper (the caller's thread) ----------------------------------------------------
 

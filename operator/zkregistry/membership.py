@@ -266,7 +266,7 @@ class Membership:
         successor that replaced one in place (its other name was taken) changed no listing.
         Waits until `deadline` (monotonic) at the latest; errors leave the mirror as it was."""
         with self._lock:
-            held = self._held_by(session, owner)
+            held = [(p, n) for p, nodes in self._nodes.items() for n in nodes.values() if _held(n, session, owner)]
         stats = [(path, node, self.client.exists_async(f"{path}/{node.name}")) for path, node in held]
         for path, node, result in stats:
             try:
@@ -295,21 +295,9 @@ class Membership:
                 awaiting += sum(
                     1
                     for node in nodes.values()
-                    if node.session == session
-                    and node.member is not None
-                    and node.member.owner == owner
-                    and appeared.get(other_name(node.name), math.inf) > settled
+                    if _held(node, session, owner) and appeared.get(other_name(node.name), math.inf) > settled
                 )
         return awaiting
-
-    def _held_by(self, session: int, owner: str) -> list[tuple[str, Node]]:
-        """Our registrations that `session` owns, as the mirror knows them (lock held)."""
-        return [
-            (path, node)
-            for path, nodes in self._nodes.items()
-            for node in nodes.values()
-            if node.session == session and node.member is not None and node.member.owner == owner
-        ]
 
     def hold(self, paths: Iterable[str]) -> None:
         """A write of ours to `paths` begins: their listings wait until `release`. Each of our
@@ -472,8 +460,10 @@ class Membership:
                     _drop(nodes, keys, node.name)
                 if gone:
                     self._seen[path] = self._seen.get(path, 0) + 1
-                new = names - nodes.keys() if self._reading else set()
-                if not self._reading:
+                if self._reading:
+                    new = names - nodes.keys()
+                else:  # handing over: names only
+                    new = set()
                     self._note_appeared(path, names, nodes)
                 epoch_now = self._epochs.get(path, 0)
         if stale:  # older than a transaction of ours: list again
@@ -505,6 +495,11 @@ class Membership:
         if stale:  # sent before a transaction of ours landed: read or list again
             return again() if again is not None else self._list(path)
         self.on_change(path, _keys_of([node]))
+
+
+def _held(node: Node, session: int, owner: str) -> bool:
+    """Whether `node` is a registration of `owner` that `session` owns."""
+    return node.session == session and node.member is not None and node.member.owner == owner
 
 
 def _node(name: str, data: bytes, stat) -> Node:
