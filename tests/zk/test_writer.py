@@ -8,11 +8,15 @@ import itertools
 import threading
 import time
 
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError, NoNodeError
 from kazoo.protocol.states import EventType
+from kazoo.security import ACL, Id, Permissions
 
 from conftest import eventually
 from zk.conftest import OWNER, wanted
-from zkregistry import formats, membership
+from zkregistry import formats, membership, reads
 from zkregistry.formats import serverset
 from zkregistry.model import Instance
 from zkregistry.plan import ALTERNATE, Create, Delete, Wanted, calculate
@@ -464,9 +468,10 @@ def test_a_standby_lists_a_large_path_less_often_under_a_burst(zk, replica_facto
     assert len(listings) <= allowed, f"{len(listings)} listings in {elapsed:.2f} s (at most {allowed:.0f})"
 
 
-def test_a_round_of_version_checks_covers_every_path_once_a_few_at_a_time(zk, replica_factory, root):
-    """`verify` takes paths into its round as it goes: each call sends at most `limit` stats, and
-    the round checks every registration of ours under every path exactly once."""
+def test_a_round_of_version_checks_covers_every_path_once_a_few_at_a_time(zk, replica_factory, root, monkeypatch):
+    """`verify` takes paths into its round as it goes: each call reads at most `limit` znodes, a
+    hundred to a multiRead, and the round checks every registration of ours under every path
+    exactly once."""
     replicas = [replica_factory(name, f"{root}/services/{name}") for name in ("a", "b", "c")]
     for replica in replicas:
         zk.ensure_path(replica.path)
@@ -477,13 +482,67 @@ def test_a_round_of_version_checks_covers_every_path_once_a_few_at_a_time(zk, re
     for replica in replicas[1:]:  # one mirror of the three paths, as a leader's is
         mirror.watch(replica.path)
         mirror.refresh(replica.path)
-    stats: list[str] = []
+    monkeypatch.setattr(membership, "VERIFY_BATCH", 2)
+    read: list[list[str]] = []
+    get_many = reads.get_many
+    monkeypatch.setattr(reads, "get_many", lambda client, paths: read.append(list(paths)) or get_many(client, paths))
     exists_async = mirror.client.exists_async
-    mirror.client.exists_async = lambda p, *args, **kwargs: stats.append(p) or exists_async(p, *args, **kwargs)
-    sent = [len(stats)]
+    mirror.client.exists_async = lambda p, *args, **kwargs: pytest.fail(f"a stat of {p} alone")
+    sent = [0]
     mirror.verify(5, start=True)
-    while len(stats) > sent[-1]:
-        sent.append(len(stats))
+    while sum(map(len, read)) > sent[-1]:
+        sent.append(sum(map(len, read)))
         mirror.verify(5)
-    assert max(b - a for a, b in itertools.pairwise(sent)) <= 5, f"stats per call: {sent}"
-    assert sorted(stats) == sorted(f"{r.path}/{name}" for r in replicas for name in zk.get_children(r.path))
+    mirror.client.exists_async = exists_async
+    assert max(b - a for a, b in itertools.pairwise(sent)) <= 5, f"reads per call: {sent}"
+    assert max(map(len, read)) <= 2
+    checked = [p for batch in read for p in batch]
+    assert sorted(checked) == sorted(f"{r.path}/{name}" for r in replicas for name in zk.get_children(r.path))
+
+
+def test_a_round_of_checks_finds_one_of_ours_replaced_in_place_by_another_session(zk, replica_factory):
+    """A delete and a create of one name in one transaction changes no listing and leaves the
+    version at 0, as ours was: only the owner that the check reads shows it, and the mirror reads
+    the znode again."""
+    a = replica_factory("a")
+    path = a.path
+    a.lead()
+    a.membership.owner = OWNER
+    assert a.sync(wanted(3, "web")).applied == 3
+    name = "uid-1"
+    data, stat = zk.get(f"{path}/{name}")
+    assert stat.version == 0 and stat.ephemeralOwner == a.session()
+    transaction = zk.transaction()
+    transaction.delete(f"{path}/{name}")
+    transaction.create(f"{path}/{name}", data, ephemeral=True)
+    transaction.commit()
+    a.membership.refresh(path)
+    assert a.membership.snapshot(path)[name].session == a.session(), "a listing alone cannot see it"
+    a.changed.clear()
+    a.membership.verify(100, start=True)
+    eventually(lambda: a.membership.snapshot(path)[name].session == zk.client_id[0], 5, "the mirror to read it again")
+    assert a.changed.is_set()
+    assert all(n.session == a.session() for k, n in a.membership.snapshot(path).items() if k != name)
+
+
+def test_a_multiread_answers_each_path_in_order(zk, ensemble, root):
+    """`reads.get_many` against a real server: data and stat of each znode, NoNodeError for one
+    that is not there and NoAuthError for one we may not read, each in its place; through a
+    chrooted client too."""
+    zk.create(f"{root}/a", b"alpha")
+    zk.create(f"{root}/b", b"")
+    zk.create(f"{root}/secret", b"x", acl=[ACL(Permissions.CREATE, Id("world", "anyone"))])
+    zk.set(f"{root}/b", b"beta")
+    answers = reads.get_many(zk, [f"{root}/a", f"{root}/none", f"{root}/b", f"{root}/secret"]).get(timeout=10)
+    assert answers[0] == zk.get(f"{root}/a")
+    assert isinstance(answers[1], NoNodeError)
+    assert answers[2][0] == b"beta" and answers[2][1].version == 1
+    assert isinstance(answers[3], NoAuthError)
+    zk.delete(f"{root}/secret")  # the parent's ACL allows it; a recursive delete would list it
+    chrooted = KazooClient(ensemble.connection_string + root, timeout=4.0)
+    chrooted.start(timeout=30)
+    try:
+        assert reads.get_many(chrooted, ["/a"]).get(timeout=10) == [zk.get(f"{root}/a")]
+    finally:
+        chrooted.stop()
+        chrooted.close()

@@ -1,0 +1,113 @@
+"""reads.MultiRead on the wire, and the mirror's version checks on a server without multiRead.
+
+The wire format is ZooKeeper's (a MultiHeader before each op and each result, a done header at
+the end); a real server answers it in tests/zk/test_writer.py."""
+
+from __future__ import annotations
+
+import threading
+
+from kazoo.exceptions import NoAuthError, NoNodeError, UnimplementedError
+from kazoo.handlers.threading import SequentialThreadingHandler
+from kazoo.protocol.serialization import GetData, ZnodeStat, int_struct, multiheader_struct, stat_struct
+
+from zkregistry import formats, reads
+from zkregistry.membership import Membership
+from zkregistry.model import Instance
+from zkregistry.plan import Create
+
+STAT = ZnodeStat(1, 2, 3, 4, 5, 0, 0, 77, 5, 0, 6)
+
+
+def _buffer(data: bytes) -> bytes:
+    return int_struct.pack(len(data)) + data
+
+
+def test_a_request_is_a_getdata_of_each_path_between_headers():
+    request = reads.MultiRead(["/a", "/bc"])
+    expected = (
+        multiheader_struct.pack(GetData.type, False, -1)
+        + _buffer(b"/a")
+        + b"\0"
+        + multiheader_struct.pack(GetData.type, False, -1)
+        + _buffer(b"/bc")
+        + b"\0"
+        + multiheader_struct.pack(-1, True, -1)
+    )
+    assert request.type == 22
+    assert bytes(request.serialize()) == expected
+
+
+def test_a_reply_gives_each_read_its_data_and_stat_or_its_error_in_order():
+    reply = (
+        b"junk"  # the reply header that kazoo has read already
+        + multiheader_struct.pack(GetData.type, False, 0)
+        + _buffer(b"alpha")
+        + stat_struct.pack(*STAT)
+        + multiheader_struct.pack(-1, False, NoNodeError.code)
+        + int_struct.pack(NoNodeError.code)
+        + multiheader_struct.pack(GetData.type, False, 0)
+        + int_struct.pack(-1)  # no data at all
+        + stat_struct.pack(*STAT)
+        + multiheader_struct.pack(-1, False, NoAuthError.code)
+        + int_struct.pack(NoAuthError.code)
+        + multiheader_struct.pack(-1, True, -1)
+    )
+    answers = reads.MultiRead.deserialize(reply, 4)
+    assert answers[0] == (b"alpha", STAT)
+    assert isinstance(answers[1], NoNodeError)
+    assert answers[2] == (b"", STAT)
+    assert isinstance(answers[3], NoAuthError)
+    assert len(answers) == 4
+
+
+class OldServer:
+    """A client of a ZooKeeper older than 3.6: a multiRead is answered UnimplementedError, a stat
+    finds every znode as the mirror holds it; listings are never answered."""
+
+    chroot = ""
+
+    def __init__(self, version: int, session: int) -> None:
+        self.handler = SequentialThreadingHandler()
+        self.handler.start()
+        self.multi_reads: list[list[str]] = []
+        self.stats: list[str] = []
+        self.answered = threading.Semaphore(0)
+        self.version, self.session = version, session
+
+    def _call(self, request, result) -> None:
+        self.multi_reads.append(list(request.paths))
+        result.set_exception(UnimplementedError())
+
+    def exists_async(self, path: str):
+        self.stats.append(path)
+        result = self.handler.async_result()
+        result.rawlink(lambda _: self.answered.release())
+        result.set(STAT._replace(version=self.version, ephemeralOwner=self.session))
+        return result
+
+    def get_children_async(self, path: str, watch=None):
+        return self.handler.async_result()
+
+
+def test_without_multiread_every_registration_is_checked_by_a_stat_of_its_own():
+    client = OldServer(version=0, session=7)
+    try:
+        mirror = Membership(client, on_change=lambda path, keys: None, owner="me")
+        mirror.watch("/s")
+        codec, creates = formats.codec("curator"), []
+        for i in range(5):
+            instance = Instance(f"uid-{i}", "web", "10.0.0.1", 80, "ns", f"pod-{i}", "web", 0)
+            data, member = codec.encode(instance, "me"), codec.member(instance, "me")
+            creates.append(Create(instance.id, data, uid=instance.id, member=member))
+        mirror.applied("/s", creates, [f"/s/uid-{i}" for i in range(5)], session=7)
+        mirror.verify(3, start=True)  # one multiRead, refused: its three as stats, and stats from then on
+        for _ in range(3):
+            assert client.answered.acquire(timeout=5)
+        mirror.verify(3)
+        for _ in range(2):
+            assert client.answered.acquire(timeout=5)
+        assert client.multi_reads == [[f"/s/{c.name}" for c in creates[-3:]]]
+        assert sorted(client.stats) == sorted(f"/s/{c.name}" for c in creates)
+    finally:
+        client.handler.stop()
