@@ -25,6 +25,23 @@ from zkregistry.model import Registry, key_of, node_zone
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff-base for operators without change-detecting handlers: none. kopf builds the
+    essence of every event's object (a deep copy of its whole body, status included) to detect
+    on.create/update/field causes and to reset daemons' idling; this operator registers neither,
+    so the copy was pure cost: 8.5 % of a standby's samples in a 10,000-pod burst, each status
+    write of a registry with 200 members shown copied on every replica. Nothing is stored."""
+
+    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
     """A kopf registry whose handlers feed `inventory`."""
     handlers = kopf.OperatorRegistry()
@@ -36,6 +53,7 @@ def registry_for(inventory: Inventory) -> kopf.OperatorRegistry:
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
         settings.execution.max_workers = 4
+        settings.persistence.diffbase_storage = NoDiffBase()  # no change-detecting handlers
 
     @kopf.on.login(registry=handlers)
     def login(**kwargs: object) -> kopf.ConnectionInfo | None:
