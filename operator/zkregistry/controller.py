@@ -3,10 +3,12 @@
 A reconcile is four steps, as in external-dns's controller: what is desired (from the
 inventory), what is there (from the membership mirror), the plan, and `Writer.apply`. What makes
 it cheap is its unit. A pod event marks one pod of one path, and the controller plans that pod
-alone against the mirror, so its cost does not grow with the size of the registry. A whole path
-is planned only when something that affects every pod of it changed (a Deployment, a registry's
-spec), at takeover, and at the periodic resync that repairs whatever a missed event or an
-out-of-band change broke.
+alone against the mirror, so its cost does not grow with the size of the registry; a change of a
+Deployment or a ReplicaSet marks the pods it leads to, so one Deployment of 100 pods costs 100
+pods' plans, not the registry's. A whole path is planned only when something that affects every
+pod of it changed (a registry's spec, admission, a node's zone), at takeover, and at the periodic
+resync that repairs whatever a missed event or an out-of-band change broke. The registries of
+every path planned in a turn, whole or pod by pod, are reported after it (`on_reconciled`).
 
 The periodic resync reads and plans one path per turn, and pods are planned in the turns
 between: at 10,000 registrations a resync takes over a second in all, which no pod waits for.
@@ -127,7 +129,8 @@ class Controller:
     # -- wake-ups (any thread, never blocking) -----------------------------------------------
 
     def registries_changed(self, keys: Iterable[Key]) -> None:
-        """Registries whose every pod may be affected: their paths are planned whole."""
+        """Registries whose every pod may be affected (their spec, admission, a node's zone):
+        their paths are planned whole, on every replica mirrored."""
         paths = set()
         for key in keys:
             registry = self.inventory.registry(key)
@@ -142,8 +145,11 @@ class Controller:
                 self._wake.notify()
 
     def pods_changed(self, key: Key, uids: set[str]) -> None:
-        """Pods of registry `key` changed: plan them alone. A standby does nothing (O(1)); it
-        plans every path whole when it becomes leader."""
+        """Pods of registry `key` changed: plan them alone, O(len(uids)). With no uids (a change
+        of its Deployments that affects no pod), its path is still marked: planned for no pod, it
+        is touched by the turn, so the reporter is told of the registry and shows its
+        Deployments' problems, without a plan of the whole path. A standby does nothing (O(1));
+        it plans every path whole when it becomes leader."""
         if not self.election.writable:
             return
         registry = self.inventory.registry(key)

@@ -8,10 +8,16 @@ ReplicaSet -> Deployment -> annotated registry. A ReplicaSet belongs to the Depl
 its controlling ownerReference names, not to any of that name: one re-created under the name has
 none of the old ReplicaSet's pods until it adopts them.
 
-Two kinds of change reach the controller. A pod event costs O(1): `on_pods(registry, {uid})`
-names the registry and the pod, and `instance(registry, uid)` computes that pod's registration
-alone. A change of a Deployment, ReplicaSet, node zone or registry spec, which may affect every
-pod of a registry, is `on_change(registries)`: the controller then plans the whole path. An
+Two kinds of change reach the controller. A change of some pods is `on_pods(registry, uids)`:
+it names the registry and those pods, and the controller plans each alone through
+`instance(registry, uid)`, O(1) a pod. A pod event names its own pod; a change of a Deployment
+names the pods of every ReplicaSet linked to it, and a ReplicaSet whose link changed the pods of
+that ReplicaSet, each to the registries of the old record and of the new one (a registry that
+the change took them out of plans their deletion): O(the pods affected), not O(the registry).
+A registry is told of a change of its Deployments even when it affects no pod (a new
+Deployment, a bad port annotation), with no uids: their problems show in its status. A change
+that may affect every pod of a registry, of its spec, of admission (policies, namespace labels)
+or of a node's zone, is `on_change(registries)`: the controller then plans the whole path. An
 update equal to the record held (a Deployment's or ReplicaSet's status, rewritten whenever a
 pod's readiness changes, is not part of the record) returns before telling anyone.
 
@@ -44,8 +50,10 @@ class Inventory:
         sources: Iterable[str] = SOURCES,
     ) -> None:
         """`on_change(registry_keys)` is called after a change that may affect every pod of those
-        registries; `on_pods(registry_key, uids)` after a change of those pods only. `sources`
-        name the feeds that must each call `mark_synced` before the inventory is complete."""
+        registries; `on_pods(registry_key, uids)` after a change of those pods only, where `uids`
+        is empty for a change of the registry's Deployments that affects none of its pods (the
+        registry's status may still change). `sources` name the feeds that must each call
+        `mark_synced` before the inventory is complete."""
         self.on_change = on_change
         self.on_pods = on_pods
         self.synced = threading.Event()  # set once every source has listed what it watches
@@ -134,35 +142,33 @@ class Inventory:
     def put_deployment(self, deployment: Deployment) -> None:
         with self._lock:
             affected = self._put_deployment(deployment)
-        if affected:
-            self.on_change(affected)
+        self._tell(affected)
 
     def remove_deployment(self, key: Key) -> None:
         with self._lock:
             affected = self._remove_deployment(key)
-        self.on_change(affected)
+        self._tell(affected)
 
     def replace_deployments(self, namespace: str | None, deployments: Iterable[Deployment]) -> None:
         """A fresh list of every Deployment in `namespace` (every namespace if None) replaces what
-        the inventory holds there, as `replace_pods` does for pods; the controller is told once,
-        of every registry affected."""
+        the inventory holds there, as `replace_pods` does for pods; the controller is told once
+        per registry affected, of the pods that the list changed."""
         self._replace(namespace, deployments, self._deployments, self._put_deployment, self._remove_deployment)
 
     def put_replicaset(self, replicaset: ReplicaSet) -> None:
         with self._lock:
             affected = self._put_replicaset(replicaset)
-        if affected:
-            self.on_change(affected)
+        self._tell(affected)
 
     def remove_replicaset(self, key: Key) -> None:
         with self._lock:
             affected = self._remove_replicaset(key)
-        self.on_change(affected)
+        self._tell(affected)
 
     def replace_replicasets(self, namespace: str | None, replicasets: Iterable[ReplicaSet]) -> None:
         """A fresh list of every ReplicaSet in `namespace` (every namespace if None) replaces what
-        the inventory holds there, as `replace_pods` does for pods; the controller is told once,
-        of every registry affected."""
+        the inventory holds there, as `replace_pods` does for pods; the controller is told once
+        per registry affected, of the pods that the list changed."""
         self._replace(namespace, replicasets, self._replicasets, self._put_replicaset, self._remove_replicaset)
 
     def _replace(
@@ -170,21 +176,20 @@ class Inventory:
         namespace: str | None,
         records: Iterable[Deployment] | Iterable[ReplicaSet],
         held: dict,
-        put: Callable,
-        remove: Callable[[Key], set[Key]],
+        put: Callable[..., dict[Key, set[str]]],
+        remove: Callable[[Key], dict[Key, set[str]]],
     ) -> None:
         """Puts every record listed in `namespace` and removes those of `held` there that the list
-        lacks; then tells the controller, once, of every registry affected."""
-        affected: set[Key] = set()
+        lacks; then tells the controller, once per registry affected, of the pods affected."""
+        affected: dict[Key, set[str]] = {}
         with self._lock:
             listed: set[Key] = set()
             for record in records:
                 listed.add(record.key)
-                affected |= put(record)
+                _merge(affected, put(record))
             for key in _unlisted(held, listed, namespace):
-                affected |= remove(key)
-        if affected:
-            self.on_change(affected)
+                _merge(affected, remove(key))
+        self._tell(affected)
 
     def put_node(self, name: str, zone: str | None) -> None:
         """A node's zone; the registries that copy zones into metadata are told when it changes
@@ -326,7 +331,7 @@ class Inventory:
         if pod.replicaset:
             self._pods_by_rs.setdefault((pod.namespace, pod.replicaset), set()).add(pod.name)
         uids = {pod.uid} | ({old.uid} if old is not None else set())
-        return {registry: set(uids) for registry in self._registries_of_pods(old, pod)}
+        return _each(self._registries_of_pods(old, pod), uids)
 
     def _remove_pod(self, key: Key) -> dict[Key, set[str]]:
         """Forgets pod `key` (lock held); returns the registries it affects, with its uid."""
@@ -337,47 +342,76 @@ class Inventory:
         self.serving_since.pop(old.uid, None)
         if old.replicaset:
             _unindex(self._pods_by_rs, (old.namespace, old.replicaset), old.name)
-        return {registry: {old.uid} for registry in self._registries_of_pods(old)}
+        return _each(self._registries_of_pods(old), {old.uid})
 
     def _deployments_of(self, registry: Registry) -> list[Deployment]:
         return [
             d for d in self._deployments.values() if d.namespace == registry.namespace and d.registry == registry.name
         ]
 
-    def _put_deployment(self, deployment: Deployment) -> set[Key]:
-        """Stores `deployment` (lock held); returns the registries it affects, none if it equals
-        the one held (an update of its status alone)."""
+    def _put_deployment(self, deployment: Deployment) -> dict[Key, set[str]]:
+        """Stores `deployment` (lock held); returns the registries it affects, with the uids to
+        plan (`_deployment_changed`), none if it equals the one held (an update of its status
+        alone)."""
         old = self._deployments.get(deployment.key)
         if old == deployment:
-            return set()
+            return {}
         self._deployments[deployment.key] = deployment
-        return _registry_keys(old, deployment)
+        return self._deployment_changed(deployment.key, old, deployment)
 
-    def _remove_deployment(self, key: Key) -> set[Key]:
-        """Forgets Deployment `key` (lock held); returns the registries it affected."""
-        return _registry_keys(self._deployments.pop(key, None))
+    def _remove_deployment(self, key: Key) -> dict[Key, set[str]]:
+        """Forgets Deployment `key` (lock held); returns the registry it was annotated for, with
+        the uids of its pods, whose registrations that registry now deletes."""
+        return self._deployment_changed(key, self._deployments.pop(key, None))
 
-    def _put_replicaset(self, replicaset: ReplicaSet) -> set[Key]:
-        """Stores `replicaset`'s link to its Deployment (lock held); returns the registries it
-        affects, none if the link is unchanged (an update of its status alone)."""
+    def _deployment_changed(self, key: Key, *records: Deployment | None) -> dict[Key, set[str]]:
+        """What a change of Deployment `key` between `records` (old and new) affects (lock held):
+        the pods of every ReplicaSet linked to it, O(those pods), for every registry that either
+        record is annotated for. Each such registry is named even when no pod is affected: its
+        status shows its Deployments' problems, and a new Deployment with a bad port annotation
+        has no pods to name."""
+        registries = _registry_keys(*records)
+        uids = self._uids_of_replicasets(key[0], self._rs_by_deployment.get(key, ())) if registries else set()
+        return _each(registries, uids)
+
+    def _put_replicaset(self, replicaset: ReplicaSet) -> dict[Key, set[str]]:
+        """Stores `replicaset`'s link to its Deployment (lock held); returns the registries of its
+        old and its new Deployment, with the uids of its pods, none if the link is unchanged (an
+        update of its status alone) or it has no pods: a ReplicaSet shows in no status, and a
+        pod that comes later finds its registry through it."""
         key = replicaset.key
         old = self._replicasets.get(key)
         if old == replicaset:
-            return set()
+            return {}
         self._replicasets[key] = replicaset
         if old is not None and old.deployment is not None:
             _unindex(self._rs_by_deployment, (key[0], old.deployment), key[1])
         if replicaset.deployment is not None:
             self._rs_by_deployment.setdefault((key[0], replicaset.deployment), set()).add(key[1])
-        return self._registries_of_deployments(key[0], {old and old.deployment, replicaset.deployment})
+        return self._replicaset_changed(key, old and old.deployment, replicaset.deployment)
 
-    def _remove_replicaset(self, key: Key) -> set[Key]:
-        """Forgets ReplicaSet `key` (lock held); returns the registries it affected."""
+    def _remove_replicaset(self, key: Key) -> dict[Key, set[str]]:
+        """Forgets ReplicaSet `key` (lock held); returns the registry of its Deployment, with the
+        uids of its pods, which lead to no registry any more."""
         old = self._replicasets.pop(key, None)
         if old is None or old.deployment is None:
-            return set()
+            return {}
         _unindex(self._rs_by_deployment, (key[0], old.deployment), key[1])
-        return self._registries_of_deployments(key[0], {old.deployment})
+        return self._replicaset_changed(key, old.deployment)
+
+    def _replicaset_changed(self, key: Key, *deployments: str | None) -> dict[Key, set[str]]:
+        """The pods of ReplicaSet `key`, O(them), for the registries of the Deployments named
+        `deployments` (lock held); nothing if it has none."""
+        uids = self._uids_of_replicasets(key[0], (key[1],))
+        return _each(self._registries_of_deployments(key[0], set(deployments)), uids) if uids else {}
+
+    def _uids_of_replicasets(self, namespace: str, names: Iterable[str]) -> set[str]:
+        """The uids of the pods whose controlling ReplicaSet has one of `names` (lock held), as
+        the index knows them: every pod whose registration a change of those ReplicaSets, or of
+        their Deployment, may change. O(those pods)."""
+        return {
+            self._pods[(namespace, pod)].uid for name in names for pod in self._pods_by_rs.get((namespace, name), ())
+        }
 
     def _deployment_of(self, pod: Pod) -> Deployment | None:
         """The Deployment that controls `pod`'s ReplicaSet, if any (lock held)."""
@@ -414,6 +448,11 @@ def _unindex(index: dict[Key, set[str]], key: Key, name: str) -> None:
         names.discard(name)
         if not names:
             del index[key]
+
+
+def _each(registries: Iterable[Key], uids: set[str]) -> dict[Key, set[str]]:
+    """Each of `registries` with a set of its own of `uids`, as `on_pods` is told them."""
+    return {registry: set(uids) for registry in registries}
 
 
 def _merge(into: dict[Key, set[str]], more: dict[Key, set[str]]) -> None:

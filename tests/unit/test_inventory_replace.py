@@ -1,13 +1,15 @@
 """The inventory's Replace: a fresh list of pods, ReplicaSets or Deployments is the whole truth for
-its scope, as client-go's DeltaFIFO.Replace makes it; and the inventory is complete only once every
-source has listed."""
+its scope, as client-go's DeltaFIFO.Replace makes it, and the controller is told once per registry,
+of the pods the list changed; and the inventory is complete only once every source has listed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
-from zkregistry.inventory import Inventory
-from zkregistry.model import Deployment, Pod, Registry, ReplicaSet
+from zkregistry.inventory import SOURCES, Inventory
+from zkregistry.model import Deployment, Key, Pod, Registry, ReplicaSet
 
 
 def pod(name: str, namespace: str = "a", ready: bool = True, replicaset: str = "web-1") -> Pod:
@@ -23,6 +25,22 @@ def pod(name: str, namespace: str = "a", ready: bool = True, replicaset: str = "
             "status": {"podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": str(ready)}]},
         }
     )
+
+
+class Told(list):
+    """What an inventory tells the controller, one entry per registry and call: (registry, the
+    uids of its pods to plan) through `on_pods`, (registry, None) through `on_change`, a change
+    that may affect every pod of it (a whole-path plan)."""
+
+    def change(self, keys: Iterable[Key]) -> None:
+        self.extend((key, None) for key in sorted(keys))
+
+    def pods(self, key: Key, uids: set[str]) -> None:
+        self.append((key, set(uids)))
+
+    def inventory(self, sources: Iterable[str] = SOURCES) -> Inventory:
+        """A fresh inventory that tells this."""
+        return Inventory(on_change=self.change, on_pods=self.pods, sources=sources)
 
 
 def inventory_with_registries(*namespaces: str) -> tuple[Inventory, dict]:
@@ -110,53 +128,53 @@ def web(namespace: str, registry: str | None = "reg", port: int = 8080) -> Deplo
     )
 
 
-def with_registry_changes(*namespaces: str) -> tuple[Inventory, list[set]]:
-    """`inventory_with_registries` with pod p1 in each namespace; and the whole-registry changes
-    it reports from then on, one set per call of `on_change`."""
+def with_told(*namespaces: str) -> tuple[Inventory, Told]:
+    """`inventory_with_registries` with pod p1 in each namespace; and what it tells the
+    controller from then on."""
     inventory, _ = inventory_with_registries(*namespaces)
     for ns in namespaces:
         inventory.put_pod(pod("p1", ns))
-    changes: list[set] = []
-    inventory.on_change = lambda keys: changes.append(set(keys))
-    return inventory, changes
+    told = Told()
+    inventory.on_change, inventory.on_pods = told.change, told.pods
+    return inventory, told
 
 
 def test_replace_replicasets_removes_the_missing_ones_and_tells_the_controller_once():
-    inventory, changes = with_registry_changes("a", "b")
+    inventory, told = with_told("a", "b")
     inventory.put_replicaset(ReplicaSet("a", "web-0", "web"))
     inventory.put_replicaset(ReplicaSet("a", "loose", None))
     inventory.put_pod(pod("p0", "a", replicaset="web-0"))
     assert desired(inventory, "a") == {"uid-a-p0", "uid-a-p1"}
-    changes.clear()
+    told.clear()
 
     # web-1 and web-0 of namespace "a" were deleted while the watch was away; web-2 is new.
     inventory.replace_replicasets("a", [ReplicaSet("a", "loose", None), ReplicaSet("a", "web-2", "web")])
 
     assert desired(inventory, "a") == set(), "the pods of the deleted ReplicaSets lead nowhere"
     assert desired(inventory, "b") == {"uid-b-p1"}, "another namespace is left alone"
-    assert changes == [{("a", "reg")}], "once, for three ReplicaSets"
+    assert told == [(("a", "reg"), {"uid-a-p0", "uid-a-p1"})], "once, with the pods of three ReplicaSets"
 
 
 def test_replace_replicasets_of_every_namespace_tells_the_union_once():
-    inventory, changes = with_registry_changes("a", "b")
+    inventory, told = with_told("a", "b")
     inventory.replace_replicasets(None, [ReplicaSet("b", "web-1", "web")])
     assert desired(inventory, "a") == set() and desired(inventory, "b") == {"uid-b-p1"}
-    assert changes == [{("a", "reg")}]
+    assert told == [(("a", "reg"), {"uid-a-p1"})]
 
     inventory.replace_replicasets(None, [])
     assert desired(inventory, "b") == set()
-    assert changes == [{("a", "reg")}, {("b", "reg")}]
+    assert told == [(("a", "reg"), {"uid-a-p1"}), (("b", "reg"), {"uid-b-p1"})]
 
 
 def test_replace_replicasets_with_an_unchanged_list_changes_nothing():
-    inventory, changes = with_registry_changes("a", "b")
+    inventory, told = with_told("a", "b")
     inventory.replace_replicasets(None, [ReplicaSet("a", "web-1", "web"), ReplicaSet("b", "web-1", "web")])
-    assert changes == []
+    assert told == []
     assert desired(inventory, "a") == {"uid-a-p1"}
 
 
 def test_replace_deployments_removes_the_missing_ones_and_tells_the_union_once():
-    inventory, changes = with_registry_changes("a", "b", "c")
+    inventory, told = with_told("a", "b", "c")
 
     # "a"'s web was deleted while the watch was away, "b"'s moved to port 9090, "c"'s only
     # changed its status (not part of the record).
@@ -165,21 +183,21 @@ def test_replace_deployments_removes_the_missing_ones_and_tells_the_union_once()
     assert desired(inventory, "a") == set()
     assert inventory.deployment(("b", "web")).ports == (("", 9090),)
     assert desired(inventory, "c") == {"uid-c-p1"}
-    assert changes == [{("a", "reg"), ("b", "reg")}], "once, with every registry affected"
+    assert sorted(told) == [(("a", "reg"), {"uid-a-p1"}), (("b", "reg"), {"uid-b-p1"})], "once per registry"
 
 
 def test_replace_deployments_of_a_namespace_leaves_other_namespaces_alone():
-    inventory, changes = with_registry_changes("a", "b")
+    inventory, told = with_told("a", "b")
     inventory.replace_deployments("a", [web("a", registry=None)])  # "a"'s web opted out
     assert desired(inventory, "a") == set() and desired(inventory, "b") == {"uid-b-p1"}
-    assert changes == [{("a", "reg")}]
+    assert told == [(("a", "reg"), {"uid-a-p1"})]
 
 
 def test_replace_deployments_with_only_their_status_changed_changes_nothing():
-    inventory, changes = with_registry_changes("a", "b")
+    inventory, told = with_told("a", "b")
     inventory.replace_deployments(None, [web("a"), web("b")])
     inventory.put_deployment(web("a"))
-    assert changes == []
+    assert told == []
 
 
 def test_synced_only_once_every_source_has_listed():

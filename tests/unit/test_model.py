@@ -145,14 +145,15 @@ def test_inventory_follows_pod_to_registry_through_replicaset():
     inventory.put_deployment(Deployment.from_body(deployment_body("web")))
     inventory.put_replicaset(ReplicaSet("ns", "web-1", "web"))
     changed.clear()
+    pods.clear()
     inventory.put_pod(Pod.from_body(pod_body("a")))
     # A pod event names its registry and that pod alone: no whole-registry change.
     assert pods == [(("ns", "reg"), {"uid-a"})] and changed == []
     assert list(inventory.desired(REGISTRY)[0]) == ["uid-a"]
     assert inventory.instance(REGISTRY, "uid-a") == inventory.desired(REGISTRY)[0]["uid-a"]
-    # The Deployment opts out: the registry is told, and wants nothing.
+    # The Deployment opts out: the registry is told of its pod, and wants nothing.
     inventory.put_deployment(Deployment.from_body(deployment_body("web", registry=None)))
-    assert changed[-1] == {("ns", "reg")}
+    assert pods[-1] == (("ns", "reg"), {"uid-a"}) and changed == []
     assert inventory.desired(REGISTRY)[0] == {} and inventory.instance(REGISTRY, "uid-a") is None
     inventory.remove_pod(("ns", "a"))
     assert inventory.instance(REGISTRY, "uid-a") is None

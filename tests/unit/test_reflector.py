@@ -14,6 +14,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from unit.test_inventory_replace import Told
 from zkregistry import reflector as reflector_module
 from zkregistry.inventory import SOURCES, Inventory
 from zkregistry.model import Pod, Registry
@@ -219,12 +220,12 @@ def owned_pod(name: str, replicaset_name: str) -> Pod:
 REG = ("a", "reg")
 
 
-def inventory_of(source: str, changes: list) -> Inventory:
-    """An inventory fed by `source` alone, in which registry "reg" of namespace "a" exists; every
-    whole-registry change it reports is appended to `changes`."""
-    inventory = Inventory(on_change=lambda keys: changes.append(set(keys)), sources=(source,))
+def inventory_of(source: str, told: Told) -> Inventory:
+    """An inventory fed by `source` alone, in which registry "reg" of namespace "a" exists; what
+    it tells the controller is recorded in `told`."""
+    inventory = told.inventory(sources=(source,))
     inventory.put_registry(Registry.from_body({"metadata": {"name": "reg", "namespace": "a"}, "spec": {}}))
-    changes.clear()
+    told.clear()
     return inventory
 
 
@@ -249,12 +250,12 @@ def test_run_raises_once_a_scope_thread_died():
 
 def test_replicasets_list_watch_and_relist_after_gone_replace_them(monkeypatch):
     monkeypatch.setattr(reflector_module, "BACKOFF_FIRST", 0.01)
-    changes: list[set] = []
-    inventory = inventory_of("replicasets", changes)
+    told = Told()
+    inventory = inventory_of("replicasets", told)
     inventory.put_deployment(DEPLOYMENTS.decode(deployment("web", "1")))
     inventory.put_pod(owned_pod("p1", "web-1"))
     inventory.put_pod(owned_pod("p2", "web-2"))
-    changes.clear()
+    told.clear()
     gate = threading.Event()  # holds the relist back until the state before it is checked
     api = Api(
         **{
@@ -286,15 +287,17 @@ def test_replicasets_list_watch_and_relist_after_gone_replace_them(monkeypatch):
         assert len(api.scripts["*"]) == 1, "the reflector did not list again after 410 Gone"
         assert inventory.synced.is_set()
         assert set(inventory.desired(registry)[0]) == {"uid-p1", "uid-p2"}
-        assert changes == [{REG}, {REG}], "the list and the ADDED; the status-only MODIFIED changes nothing"
-        changes.clear()
+        assert told == [(REG, {"uid-p1"}), (REG, {"uid-p2"})], (
+            "the list and the ADDED, each with its pod; the status-only MODIFIED changes nothing"
+        )
+        told.clear()
 
         gate.set()
         deadline = time.monotonic() + 5
         while set(inventory.desired(registry)[0]) != {"uid-p2"} and time.monotonic() < deadline:
             time.sleep(0.01)
         assert set(inventory.desired(registry)[0]) == {"uid-p2"}, "web-1's pod still leads to the registry"
-        assert changes == [{REG}], "the relist tells the controller once, of the registry web-1 affected"
+        assert told == [(REG, {"uid-p1"})], "the relist tells the controller once, of web-1's pod"
     finally:
         stop.set()
         thread.join(5)
@@ -305,8 +308,8 @@ def test_replicasets_list_watch_and_relist_after_gone_replace_them(monkeypatch):
 
 
 def test_a_status_only_update_of_a_deployment_tells_the_controller_nothing():
-    changes: list[set] = []
-    inventory = inventory_of("deployments", changes)
+    told = Told()
+    inventory = inventory_of("deployments", told)
     api = Api(
         a=[
             Response(page([deployment("web", "10"), deployment("api", "10")], "10")),
@@ -330,7 +333,8 @@ def test_a_status_only_update_of_a_deployment_tells_the_controller_nothing():
     run(reflector, done)
 
     assert inventory.synced.is_set()
-    assert changes == [{REG}, {REG}, {REG}], "the list, the port annotation, the deletion: no status update"
+    # No pods: the registry is told of none, for its Deployments' problems.
+    assert told == [(REG, set())] * 3, "the list, the port annotation, the deletion: no status update"
     assert api.methods == {"list_namespaced_deployment"}
 
 
@@ -386,7 +390,7 @@ def test_the_indexes_forget_replicasets_and_deployments_that_are_gone():
     """Every rollout makes a ReplicaSet of a new name; once it and its pods are deleted (and once a
     Deployment is deleted), nothing of them may stay in the inventory, or a long-lived replica
     grows with every rollout it has ever seen."""
-    inventory = inventory_of("replicasets", [])
+    inventory = inventory_of("replicasets", Told())
     inventory.put_deployment(DEPLOYMENTS.decode(deployment("web", "1")))
     rollouts = [f"web-{i}" for i in range(50)]
     for rs in rollouts:  # each rollout's pod comes and goes before its ReplicaSet does

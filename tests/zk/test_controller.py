@@ -385,6 +385,57 @@ def test_planned_counts_follow_pod_events_without_recomputing_the_registry(zk, q
     assert setup.controller.planned(dataclasses.replace(registry, format="serverset")) is None
 
 
+def next_turn(setup: Setup, everything: bool = False) -> None:
+    """One turn of what the wake-ups have marked since the last, as `Controller.run` takes it."""
+    controller = setup.controller
+    whole, pods, controller._whole, controller._pods = controller._whole, controller._pods, set(), {}
+    controller.turn(everything=everything, refresh=False, whole=whole, pods=pods)
+
+
+def test_a_deployment_change_plans_its_pods_alone_and_reports_its_registries(zk, quiet):
+    """A Deployment's change is planned as pod events are, for the pods it leads to: moving a
+    Deployment of 3 pods from a registry of 23 to another plans those 3 in both paths, never a
+    whole path. A new Deployment with a bad port annotation and no pods plans no pod, and its
+    registry is reported all the same, for the problem its status and Events show."""
+    setup = quiet
+    web, other = setup.registry("web", 20), setup.registry("other", 0)
+    setup.inventory.put_deployment(Deployment(NS, "api", "d-api", "web", None, (("http", 80),)))
+    setup.inventory.put_replicaset(ReplicaSet(NS, "api-rs", "api"))
+    api = {f"uid-api-{i}" for i in range(3)}
+    for i in range(3):
+        setup.inventory.put_pod(pod(f"api-{i}", "api", f"10.0.1.{i + 1}"))
+    setup.inventory.synced.set()
+    setup.election.join()
+    next_turn(setup, everything=True)  # the takeover, and the registries' own changes
+    assert len(zk.get_children(web)) == 23
+    planned: list[tuple[str, str, frozenset[str]]] = []
+    for name in ("_plan_path", "_plan_pods"):
+        plan = getattr(setup.controller, name)
+
+        def recorded(path, *uids, plan=plan, name=name):
+            planned.append((name, path, frozenset(*uids)))
+            return plan(path, *uids)
+
+        setattr(setup.controller, name, recorded)
+    reported: list[set] = []
+    setup.controller.on_reconciled = lambda keys: reported.append(set(keys))
+
+    setup.inventory.put_deployment(Deployment(NS, "api", "d-api", "other", None, (("http", 80),)))
+    next_turn(setup)
+    assert sorted(planned) == [("_plan_pods", other, api), ("_plan_pods", web, api)]
+    assert len(zk.get_children(web)) == 20 and set(zk.get_children(other)) == api
+    assert reported == [{(NS, "web"), (NS, "other")}]
+
+    planned.clear()
+    reported.clear()
+    setup.inventory.put_deployment(Deployment(NS, "bad", "d-bad", "web", "70000", (("http", 80),)))
+    next_turn(setup)
+    assert planned == [("_plan_pods", web, frozenset())]
+    assert reported == [{(NS, "web")}], "the registry of the new Deployment was not reported"
+    problems = setup.inventory.problems(setup.inventory.registry((NS, "web")))
+    assert [(p.reason, p.deployment) for p in problems] == [("InvalidPort", (NS, "bad"))]
+
+
 def test_the_periodic_resync_plans_a_path_per_turn_and_pods_in_between(zk, quiet):
     """A resync reads and plans every path whole: O(registrations), over a second at 10,000. It
     takes one path per turn, so that a pod that turns Ready meanwhile waits for one path's plan,
