@@ -23,7 +23,7 @@ from typing import NoReturn
 import kopf
 from kazoo.protocol.states import KazooState
 
-from zkregistry import handlers, kube, logs, metrics, zk
+from zkregistry import handlers, kube, logs, metrics, reads, zk
 from zkregistry.claims import Claims
 from zkregistry.config import Settings
 from zkregistry.controller import Controller
@@ -144,8 +144,14 @@ class Operator:
         while not self.stop.is_set() and not self.inventory.synced.wait(0.5):
             pass
         if not self.stop.is_set():
-            self.election.join()
-            log.info("joining the election as %s", self.settings.identity)
+            self.join()
+
+    def join(self) -> None:
+        """Join the election, once the mirror knows how it may check our registrations: whether
+        the ensemble answers multiRead, asked on a session of its own (`reads.supported`)."""
+        self.membership.batched = reads.supported(lambda: zk.client(self.settings), self.settings.session_timeout)
+        self.election.join()
+        log.info("joining the election as %s", self.settings.identity)
 
     def _run_kopf(self) -> None:
         asyncio.run(

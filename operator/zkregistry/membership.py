@@ -77,11 +77,13 @@ class Membership:
         on_change: Callable[[str, set[str]], None],
         timeout: float = 10.0,
         owner: str | None = None,
+        batched: bool = False,
     ) -> None:
         """`on_change(path, keys)` is called, on a kazoo thread and without blocking, when znodes
         under `path` appear or vanish: `keys` are the pods (uid, or name) whose znodes changed.
         `owner` is our owner id: our registrations change only through our own transactions, so
-        `refresh` need not read them again (without it, it reads every child)."""
+        `refresh` need not read them again (without it, it reads every child). `batched`: the
+        ensemble answers multiRead (`reads.supported`), which `verify` then uses."""
         self.client = client
         self.owner = owner
         self.after_write = LIST_AFTER_WRITE
@@ -95,7 +97,7 @@ class Membership:
         self._seen: dict[str, int] = {}  # path -> changes the watch applied (a refresh retries on one)
         self._reading = True  # read new children (False once handing over: see `names_only`)
         self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
-        self._batched = True  # `verify` reads in multiReads (False: the server has none)
+        self.batched = batched  # `verify` reads in multiReads (False: one stat per znode)
         self._unswept: list[str] = []  # paths whose registrations `verify` has yet to take
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
@@ -225,10 +227,10 @@ class Membership:
     def verify(self, limit: int, start: bool = False) -> None:
         """Check that nobody rewrote our registrations by hand, `limit` of them per call, in rounds
         over every path (`start` begins one, unless one is under way): fetch each (without
-        blocking, `VERIFY_BATCH` to a multiRead) and read again one whose version or owner is not
-        the mirror's, which is then reported (`on_change`). A few per call, so that the reads
-        never queue thousands deep ahead of our transactions (ZooKeeper answers a session in
-        order). A server without multiRead (before 3.6) is asked for one stat per znode."""
+        blocking, `VERIFY_BATCH` to a multiRead if `batched`, else a stat each) and read again one
+        whose version or owner is not the mirror's, which is then reported (`on_change`). A few
+        per call, so that the reads never queue thousands deep ahead of our transactions
+        (ZooKeeper answers a session in order)."""
         with self._lock:
             if start and not self._sweep and not self._unswept:
                 self._unswept = list(self._nodes)
@@ -238,7 +240,7 @@ class Membership:
                 self._sweep += [(path, n) for n in self._nodes.get(path, {}).values() if self._settled(n)]
             batch, self._sweep = self._sweep[-limit:], self._sweep[:-limit]
             batch = [(path, node) for path, node in batch if self._nodes.get(path, {}).get(node.name) is node]
-        if not self._batched:
+        if not self.batched:
             return self._stat_each(batch)
         for i in range(0, len(batch), VERIFY_BATCH):
             some = batch[i : i + VERIFY_BATCH]
@@ -255,11 +257,17 @@ class Membership:
     def _on_batch(self, checked: list[tuple[str, Node]], result) -> None:
         try:
             answers = result.get()
-        except UnimplementedError:  # an older server: a stat per znode from now on, these included
-            log.info("ZooKeeper has no multiRead (3.6 and later): registrations are checked one at a time")
-            self._batched = False
+        except UnimplementedError:  # an older server joined the ensemble: a stat per znode from now on
+            log.warning("a ZooKeeper server does not answer multiRead: registrations are checked one at a time")
+            self.batched = False
             return self._stat_each(checked)
         except zk.ERRORS:  # the connection, most likely: the next resync checks again
+            return
+        except Exception:  # a reply that could not be read: these wait for the next round
+            log.exception("a multiRead reply could not be read")
+            return
+        if len(answers) != len(checked):
+            log.warning("a multiRead of %d znodes was answered %d times", len(checked), len(answers))
             return
         for (path, node), answer in zip(checked, answers, strict=True):
             # NoNode: gone, which the children watch tells; NoAuth and the like: not ours to check

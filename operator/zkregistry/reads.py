@@ -9,13 +9,16 @@ hundredths for a hundred of these. Unlike a `multi`, a multiRead is not atomic a
 nothing: each read succeeds or fails on its own, and the server that the session is connected to
 answers it, in order with the session's other requests, as it answers a plain read.
 
-A server older than 3.6 answers UnimplementedError for the whole request; callers fall back to
-one read per znode.
+A server older than 3.6 answers an unknown request with UnimplementedError and then closes the
+connection, and that reply may overtake the replies to earlier requests, which kazoo cannot
+match up: it then closes the client for good. So `supported` asks on a session of its own, and
+only a session that it found answering may send one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import EXCEPTIONS, KazooException
@@ -28,6 +31,8 @@ from kazoo.protocol.serialization import (
     read_buffer,
     stat_struct,
 )
+
+log = logging.getLogger(__name__)
 
 MULTI_READ = 22  # ZooDefs.OpCode.multiRead
 _ERROR = -1  # the type of a result header that an error code follows
@@ -81,3 +86,21 @@ def get_many(client: KazooClient, paths: Sequence[str]):
     root = client.chroot or ""
     client._call(MultiRead([root + path for path in paths]), result)
     return result
+
+
+def supported(connect: Callable[[], KazooClient], timeout: float) -> bool:
+    """Whether the ensemble answers a multiRead, asked on a session of its own: `connect()` makes
+    a client that is not started, configured as the operator's. False if it cannot tell within
+    `timeout` seconds (then one read per znode, which works everywhere). Blocking."""
+    client = connect()
+    try:
+        client.start(timeout=timeout)
+        get_many(client, ["/"]).get(timeout=timeout)  # any answer, NoAuth on "/" included
+        answered = True
+    except Exception as error:  # UnimplementedError from an older server, or no answer at all
+        log.info("ZooKeeper does not answer multiRead (%s): registrations are checked one at a time", error)
+        answered = False
+    finally:
+        client.stop()
+        client.close()
+    return answered

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from kazoo.exceptions import NoAuthError, NoNodeError, UnimplementedError
+from kazoo.exceptions import ConnectionLoss, NoAuthError, NoNodeError, UnimplementedError
 from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.protocol.serialization import GetData, ZnodeStat, int_struct, multiheader_struct, stat_struct
 
@@ -62,8 +62,9 @@ def test_a_reply_gives_each_read_its_data_and_stat_or_its_error_in_order():
 
 
 class OldServer:
-    """A client of a ZooKeeper older than 3.6: a multiRead is answered UnimplementedError, a stat
-    finds every znode as the mirror holds it; listings are never answered."""
+    """A client of an ensemble that a server older than 3.6 joined after `reads.supported` said
+    yes: a multiRead is answered UnimplementedError, a stat finds every znode as the mirror holds
+    it; listings are never answered."""
 
     chroot = ""
 
@@ -90,10 +91,10 @@ class OldServer:
         return self.handler.async_result()
 
 
-def test_without_multiread_every_registration_is_checked_by_a_stat_of_its_own():
+def test_a_refused_multiread_makes_every_registration_be_checked_by_a_stat_of_its_own():
     client = OldServer(version=0, session=7)
     try:
-        mirror = Membership(client, on_change=lambda path, keys: None, owner="me")
+        mirror = Membership(client, on_change=lambda path, keys: None, owner="me", batched=True)
         mirror.watch("/s")
         codec, creates = formats.codec("curator"), []
         for i in range(5):
@@ -111,3 +112,40 @@ def test_without_multiread_every_registration_is_checked_by_a_stat_of_its_own():
         assert sorted(client.stats) == sorted(f"/s/{c.name}" for c in creates)
     finally:
         client.handler.stop()
+
+
+class Probe:
+    """A client that `reads.supported` starts, asks and closes; `answer` is what it gets."""
+
+    chroot = ""
+
+    def __init__(self, answer: Exception | None = None, starts: bool = True) -> None:
+        self.handler = SequentialThreadingHandler()
+        self.answer, self.starts, self.closed = answer, starts, False
+
+    def start(self, timeout: float) -> None:
+        if not self.starts:
+            raise self.handler.timeout_exception("no server answered")
+
+    def _call(self, request, result) -> None:
+        if self.answer is None:
+            result.set([(b"", STAT)])
+        else:
+            result.set_exception(self.answer)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_probe_says_yes_only_to_an_answer_and_always_closes_its_session():
+    for probe, expected in (
+        (Probe(), True),
+        (Probe(answer=UnimplementedError()), False),
+        (Probe(answer=ConnectionLoss()), False),
+        (Probe(starts=False), False),
+    ):
+        assert reads.supported(lambda probe=probe: probe, timeout=1.0) is expected
+        assert probe.closed

@@ -53,7 +53,9 @@ class Replica:
     def __init__(self, ensemble, root: str, path: str, name: str, timeout: float = 4.0):
         self.client = new_client(ensemble, timeout)
         self.changed = threading.Event()
-        self.membership = Membership(self.client, on_change=lambda p, keys: self.changed.set(), timeout=timeout)
+        self.membership = Membership(
+            self.client, on_change=lambda p, keys: self.changed.set(), timeout=timeout, batched=True
+        )  # the ensemble is 3.6 or later (`reads.supported`)
         self.membership.watch(path)
         self.writer = Writer(self.client, self.membership, batch=10, timeout=timeout)
         self.election = Election(self.client, f"{root}/election", name, on_change=lambda: None, timeout=timeout)

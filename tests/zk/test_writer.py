@@ -528,7 +528,7 @@ def test_a_round_of_checks_finds_one_of_ours_replaced_in_place_by_another_sessio
 def test_a_multiread_answers_each_path_in_order(zk, ensemble, root):
     """`reads.get_many` against a real server: data and stat of each znode, NoNodeError for one
     that is not there and NoAuthError for one we may not read, each in its place; through a
-    chrooted client too."""
+    chrooted client too. `reads.supported` finds that the ensemble answers."""
     zk.create(f"{root}/a", b"alpha")
     zk.create(f"{root}/b", b"")
     zk.create(f"{root}/secret", b"x", acl=[ACL(Permissions.CREATE, Id("world", "anyone"))])
@@ -539,6 +539,7 @@ def test_a_multiread_answers_each_path_in_order(zk, ensemble, root):
     assert answers[2][0] == b"beta" and answers[2][1].version == 1
     assert isinstance(answers[3], NoAuthError)
     zk.delete(f"{root}/secret")  # the parent's ACL allows it; a recursive delete would list it
+    assert reads.supported(lambda: KazooClient(ensemble.connection_string, timeout=4.0), timeout=10)
     chrooted = KazooClient(ensemble.connection_string + root, timeout=4.0)
     chrooted.start(timeout=30)
     try:
