@@ -53,8 +53,8 @@ SETTLE = 1.0
 BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before a failed path is tried again
 #: Registrations of ours whose version is checked per turn, in a round begun at each resync (a
 #: turn comes at least every TICK), read a hundred to a request (`Membership.verify`): 10,000
-#: within 5 s, 100,000 within 50 s, never a reply of thousands ahead of our transactions.
-VERIFY_PER_TURN = 2000
+#: within 10 s, never replies of thousands of znodes ahead of our transactions.
+VERIFY_PER_TURN = 1000
 #: Paths that the periodic resync reads afresh and plans whole per turn: one, so that a resync of
 #: thousands of registrations never holds up a pod's turn by more than one path's plan.
 RESYNC_PATHS_PER_TURN = 1
@@ -251,8 +251,9 @@ class Controller:
         if self.client.connected:
             self._refresh_paths(self.membership.paths() if refresh else sweep)
         if leading:
-            # Nobody rewrote ours by hand: a round of checks each resync, a few each turn.
-            self.membership.verify(VERIFY_PER_TURN, start=refresh or swept)
+            if self._written_term == self._term:  # never ahead of a takeover's transactions
+                # Nobody rewrote ours by hand: a round of checks each resync, a few each turn.
+                self.membership.verify(VERIFY_PER_TURN, start=refresh or swept)
             if self._written_term != self._term:  # a takeover: no collection while it writes
                 with _collector_paused():
                     self._reconcile(whole, pods)

@@ -503,3 +503,28 @@ def test_a_sweep_is_never_cut_short_by_the_next_resync_or_a_takeover(zk, quiet):
         setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
     a, b, c = sorted(paths)
     assert refreshed == [a, b, c, a]  # b and c kept their place; the new resync reads a again
+
+
+def test_no_version_check_is_sent_ahead_of_a_takeover_s_transactions(zk, setup, monkeypatch):
+    """A round of checks left unfinished when leadership was lost must not go ahead of the next
+    takeover's transactions (ZooKeeper answers a session in order): the takeover's turn checks
+    nothing; the turns after it go on with the round."""
+    path = setup.registry("web", 5)
+    setup.inventory.synced.set()
+    setup.election.join()
+    setup.controller.turn(everything=True, refresh=False, whole=set(), pods={})
+    assert len(zk.get_children(path)) == 5
+    checks: list[bool] = []
+    monkeypatch.setattr(setup.membership, "verify", lambda limit, start=False: checks.append(start))
+    setup.controller.turn(everything=False, refresh=True, whole=set(), pods={})
+    assert checks == [True], "a leader whose takeover is written checks, and a refresh begins a round"
+    node = setup.election.node
+    zk.delete(node)  # deposed, as when an admin removes the election znode: a new candidacy
+    setup.election.fence_lost(node)
+    term = setup.election.term
+    eventually(lambda: (setup.election.step(), setup.election.term > term)[1], 10, "leadership again")
+    checks.clear()
+    setup.controller.turn(everything=False, refresh=True, whole=set(), pods={})  # the takeover
+    assert checks == [], "a check went ahead of the takeover's transactions"
+    setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
+    assert checks == [False]
