@@ -66,7 +66,8 @@ LIST_SECONDS_PER_CHILD = 0.00025
 #: fire it) and shows what others did meanwhile: a leader writing a path all the time lists it
 #: once a second, not ten times, and sees a change by someone else within about a second.
 LIST_AFTER_WRITE = 1.0
-#: Registrations that `verify` reads in one multiRead: one request and one reply for a hundred.
+#: znodes read in one multiRead (`verify`, and the children new to the mirror): one request and
+#: one reply for a hundred.
 VERIFY_BATCH = 100
 
 
@@ -191,20 +192,15 @@ class Membership:
             wanted = [n for n in names if reread or n not in known or not self._settled(known[n])]
             if not self._reading:
                 wanted = []
-            reads = [(name, self.client.get_async(f"{path}/{name}")) for name in wanted]
             nodes = {name: known[name] for name in names if name in known}
-            for name, result in reads:
-                try:
-                    data, stat = zk.wait(result, self.timeout)
-                except NoNodeError:
+            for name, answer in zip(wanted, self._read_all(path, wanted), strict=True):
+                if isinstance(answer, NoNodeError):
                     nodes.pop(name, None)
                     continue
-                except zk.LOST:
-                    raise
-                except zk.ERRORS:  # unreadable to us: a child all the same
+                if isinstance(answer, Exception):  # unreadable to us: a child all the same
                     nodes[name] = Node(name=name, data=b"", version=-1, session=0, member=None)
                     continue
-                node = _node(name, data, stat)
+                node = _node(name, *answer)
                 old = known.get(name)
                 if old is not None and old.session == node.session and old.created:
                     node = replace(node, created=old.created)  # when we created it is known only here
@@ -223,6 +219,29 @@ class Membership:
                     self._note_appeared(path, set(names), nodes)
             self.on_change(path, changed)
             return
+
+    def _read_all(self, path: str, names: list[str]) -> list[reads.Result]:
+        """Reads these children of `path`, blocking, each request bounded by `timeout`: one answer
+        per name, in order, (data, stat) or the error of that read. `VERIFY_BATCH` to a multiRead
+        if `batched`, else a read each. Raises one of `zk.LOST` if the connection fails."""
+        if self.batched:
+            sent = [
+                reads.get_many(self.client, [f"{path}/{name}" for name in names[i : i + VERIFY_BATCH]])
+                for i in range(0, len(names), VERIFY_BATCH)
+            ]
+            try:
+                return [answer for result in sent for answer in zk.wait(result, self.timeout)]
+            except UnimplementedError:
+                self._unbatch()
+        answers: list[reads.Result] = []
+        for result in [self.client.get_async(f"{path}/{name}") for name in names]:
+            try:
+                answers.append(zk.wait(result, self.timeout))
+            except zk.LOST:
+                raise
+            except zk.ERRORS as error:
+                answers.append(error)
+        return answers
 
     def verify(self, limit: int, start: bool = False) -> None:
         """Check that nobody rewrote our registrations by hand, `limit` of them per call, in rounds
@@ -248,6 +267,13 @@ class Membership:
                 lambda result, some=some: self._on_batch(some, result)
             )
 
+    def _unbatch(self) -> None:
+        """A server of the ensemble answered a multiRead UnimplementedError (one older than 3.6
+        joined it since `reads.supported` asked): one read per znode from now on."""
+        if self.batched:
+            log.warning("a ZooKeeper server does not answer multiRead: znodes are read one at a time from now on")
+        self.batched = False
+
     def _stat_each(self, batch: list[tuple[str, Node]]) -> None:
         for path, node in batch:
             self.client.exists_async(f"{path}/{node.name}").rawlink(
@@ -257,9 +283,8 @@ class Membership:
     def _on_batch(self, checked: list[tuple[str, Node]], result) -> None:
         try:
             answers = result.get()
-        except UnimplementedError:  # an older server joined the ensemble: a stat per znode from now on
-            log.warning("a ZooKeeper server does not answer multiRead: registrations are checked one at a time")
-            self.batched = False
+        except UnimplementedError:  # a stat per znode from now on, these first
+            self._unbatch()
             return self._stat_each(checked)
         except zk.ERRORS:  # the connection, most likely: the next resync checks again
             return
@@ -500,33 +525,75 @@ class Membership:
                 epoch_now = self._epochs.get(path, 0)
         if stale:  # older than a transaction of ours: list again
             return self._list(path)
-        for name in new:
-            self.client.get_async(f"{path}/{name}").rawlink(
-                lambda result, name=name: self._on_read(path, name, epoch_now, result)
-            )
+        if self.batched:
+            new = sorted(new)
+            for i in range(0, len(new), VERIFY_BATCH):
+                some = new[i : i + VERIFY_BATCH]
+                reads.get_many(self.client, [f"{path}/{name}" for name in some]).rawlink(
+                    lambda result, some=some: self._on_reads(path, some, epoch_now, result)
+                )
+        else:
+            for name in new:
+                self.client.get_async(f"{path}/{name}").rawlink(
+                    lambda result, name=name: self._on_read(path, name, epoch_now, result)
+                )
         if gone:
             self.on_change(path, _keys_of(gone))
 
     def _on_read(self, path: str, name: str, epoch: int, result, again: Callable[[], None] | None = None) -> None:
         """Applies a read of `name` sent in `epoch`; a stale one calls `again`, else lists again."""
         try:
-            data, stat = result.get()
+            answer = result.get()
         except NoNodeError:
             return  # gone again: the next listing says so
         except zk.ERRORS:  # connection lost: the reconnect refreshes every path
             return
+        applied, stale = self._apply_reads(path, epoch, [(name, answer)])
+        if stale:  # sent before a transaction of ours landed: read or list again
+            return again() if again is not None else self._list(path)
+        if applied:
+            self.on_change(path, _keys_of(applied))
+
+    def _on_reads(self, path: str, names: list[str], epoch: int, result) -> None:
+        """Applies a multiRead of `names` sent in `epoch`; if any read is stale, lists again."""
+        try:
+            answers = result.get()
+        except UnimplementedError:  # the next listing reads them one at a time
+            self._unbatch()
+            return self._list(path)
+        except zk.ERRORS:  # connection lost: the reconnect refreshes every path
+            return
+        except Exception:  # a reply that could not be read: the next listing reads them again
+            log.exception("a multiRead reply could not be read")
+            return self._list(path)
+        applied, stale = self._apply_reads(path, epoch, list(zip(names, answers, strict=False)))
+        if stale or len(answers) != len(names):
+            self._list(path)
+        if applied:
+            self.on_change(path, _keys_of(applied))
+
+    def _apply_reads(self, path: str, epoch: int, answers: list[tuple[str, reads.Result]]) -> tuple[list[Node], bool]:
+        """Puts each read child into the mirror unless a transaction of ours touched it since
+        `epoch` (then stale); a read that failed (gone, unreadable) is left to the next listing.
+        Returns the nodes put and whether any read was stale."""
+        applied: list[Node] = []
+        stale = False
         with self._lock:
             nodes, keys = self._nodes.get(path), self._keys.get(path)
             if nodes is None or keys is None:
-                return
-            stale = not self._current(path, name, epoch)
-            if not stale:
-                node = _node(name, data, stat)
+                return [], False
+            for name, answer in answers:
+                if not isinstance(answer, tuple):
+                    continue
+                if not self._current(path, name, epoch):
+                    stale = True
+                    continue
+                node = _node(name, *answer)
                 _put(nodes, keys, node)
+                applied.append(node)
+            if applied:
                 self._seen[path] = self._seen.get(path, 0) + 1
-        if stale:  # sent before a transaction of ours landed: read or list again
-            return again() if again is not None else self._list(path)
-        self.on_change(path, _keys_of([node]))
+        return applied, stale
 
 
 def _stat(result):

@@ -6,6 +6,7 @@ the end); a real server answers it in tests/zk/test_writer.py."""
 from __future__ import annotations
 
 import threading
+import time
 
 from kazoo.exceptions import ConnectionLoss, NoAuthError, NoNodeError, UnimplementedError
 from kazoo.handlers.threading import SequentialThreadingHandler
@@ -64,7 +65,7 @@ def test_a_reply_gives_each_read_its_data_and_stat_or_its_error_in_order():
 class OldServer:
     """A client of an ensemble that a server older than 3.6 joined after `reads.supported` said
     yes: a multiRead is answered UnimplementedError, a stat finds every znode as the mirror holds
-    it; listings are never answered."""
+    it, a read finds a member; listings answer `children` (never, if None)."""
 
     chroot = ""
 
@@ -75,6 +76,8 @@ class OldServer:
         self.stats: list[str] = []
         self.answered = threading.Semaphore(0)
         self.version, self.session = version, session
+        self.children: list[str] | None = None  # what a listing answers; None: never answered
+        self.reads: list[str] = []
 
     def _call(self, request, result) -> None:
         self.multi_reads.append(list(request.paths))
@@ -88,7 +91,16 @@ class OldServer:
         return result
 
     def get_children_async(self, path: str, watch=None):
-        return self.handler.async_result()
+        result = self.handler.async_result()
+        if self.children is not None:
+            result.set(list(self.children))
+        return result
+
+    def get_async(self, path: str):
+        self.reads.append(path)
+        result = self.handler.async_result()
+        result.set((b'{"name":"web","id":"vm","address":"10.9.0.1","port":80}', STAT))
+        return result
 
 
 def test_a_refused_multiread_makes_every_registration_be_checked_by_a_stat_of_its_own():
@@ -149,3 +161,19 @@ def test_the_probe_says_yes_only_to_an_answer_and_always_closes_its_session():
     ):
         assert reads.supported(lambda probe=probe: probe, timeout=1.0) is expected
         assert probe.closed
+
+
+def test_a_refused_multiread_of_new_children_reads_them_one_at_a_time():
+    client = OldServer(version=0, session=7)
+    client.children = ["vm-1", "vm-2"]
+    try:
+        mirror = Membership(client, on_change=lambda path, keys: None, owner="me", batched=True)
+        mirror.watch("/s")  # listed: two new children, a multiRead refused, listed and read again
+        deadline = time.monotonic() + 5
+        while not (mirror.has("/s", "vm-1") and mirror.has("/s", "vm-2")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(client.reads) == ["/s/vm-1", "/s/vm-2"]
+        assert client.multi_reads == [["/s/vm-1", "/s/vm-2"]] and not mirror.batched
+        assert mirror.snapshot("/s")["vm-1"].member.address == "10.9.0.1"
+    finally:
+        client.handler.stop()

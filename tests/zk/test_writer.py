@@ -22,6 +22,25 @@ from zkregistry.model import Instance
 from zkregistry.plan import ALTERNATE, Create, Delete, Wanted, calculate
 
 
+def on_reads(monkeypatch, client, hook) -> None:
+    """Calls `hook(path)` before each read of a child that `client`'s mirror sends, alone
+    (`get_async`) or a hundred to a multiRead (`reads.get_many`)."""
+    get_async, get_many = client.get_async, reads.get_many
+
+    def one(p, *args, **kwargs):
+        hook(p)
+        return get_async(p, *args, **kwargs)
+
+    def many(c, paths):
+        if c is client:
+            for p in paths:
+                hook(p)
+        return get_many(c, paths)
+
+    monkeypatch.setattr(client, "get_async", one)
+    monkeypatch.setattr(reads, "get_many", many)
+
+
 class ChildWatcher:
     """A client that watches every child's data and the path's children, as Curator's
     ServiceCache does: records each (event, name) in the order ZooKeeper delivered them."""
@@ -178,7 +197,7 @@ def test_a_listing_older_than_our_transaction_never_undoes_it(zk, replica_factor
             release.set()
 
 
-def test_a_mirror_handing_over_learns_which_names_are_gone_and_reads_no_new_one(zk, replica_factory):
+def test_a_mirror_handing_over_learns_which_names_are_gone_and_reads_no_new_one(zk, replica_factory, monkeypatch):
     """A replica handing over waits only for its own znodes to go. ZooKeeper answers a session in
     order, so every read of a successor's new znode that its mirror sends delays the listing that
     shows its own gone: once told `names_only`, the mirror reads nothing."""
@@ -187,9 +206,8 @@ def test_a_mirror_handing_over_learns_which_names_are_gone_and_reads_no_new_one(
     a.lead()
     assert a.sync(wanted(3, "web")).applied == 3
     ours = sorted(a.membership.snapshot(path))
-    reads: list[str] = []
-    get_async = a.client.get_async
-    a.client.get_async = lambda p, *args, **kwargs: reads.append(p) or get_async(p, *args, **kwargs)
+    read: list[str] = []
+    on_reads(monkeypatch, a.client, read.append)
     a.membership.names_only()
     for i in range(20):  # a successor's new names
         zk.create(f"{path}/new-{i}", b'{"name":"web","id":"x","address":"10.9.0.1","port":80}', ephemeral=True)
@@ -197,7 +215,7 @@ def test_a_mirror_handing_over_learns_which_names_are_gone_and_reads_no_new_one(
         zk.delete(f"{path}/{name}")
     eventually(lambda: not set(a.membership.snapshot(path)) & set(ours), 10, "our names to leave the mirror")
     a.membership.refresh(path)  # a resync while handing over reads nothing either
-    assert reads == []
+    assert read == []
     assert not any(name.startswith("new-") for name in a.membership.snapshot(path))
 
 
@@ -289,7 +307,9 @@ def test_a_mirror_handing_over_sees_its_znode_replaced_in_place_by_the_successor
     assert owned_by_a() == 0
 
 
-def test_a_replica_handing_over_counts_a_registration_taken_once_the_successor_s_has_settled(zk, replica_factory):
+def test_a_replica_handing_over_counts_a_registration_taken_once_the_successor_s_has_settled(
+    zk, replica_factory, monkeypatch
+):
     """The replica handing over need not wait for the successor's break: once each pod's other
     name has been listed for `settled`, its session may close, which deletes what the break would.
     It reads nothing new meanwhile. A successor's name that goes again (its pod went unready
@@ -298,9 +318,8 @@ def test_a_replica_handing_over_counts_a_registration_taken_once_the_successor_s
     path = a.path
     a.lead()
     assert a.sync(wanted(3, "web")).applied == 3
-    reads: list[str] = []
-    get_async = a.client.get_async
-    a.client.get_async = lambda p, *args, **kwargs: reads.append(p) or get_async(p, *args, **kwargs)
+    read: list[str] = []
+    on_reads(monkeypatch, a.client, read.append)
     a.membership.names_only()
     b.lead()
     a.election.leave(timeout=4)
@@ -317,7 +336,7 @@ def test_a_replica_handing_over_counts_a_registration_taken_once_the_successor_s
     b.writer.apply({path: [Delete(f"uid-2{ALTERNATE}", 0)]}, b.election.node)
     eventually(lambda: awaiting(time.monotonic()) == 1, 5, "uid-2's successor gone again")
     assert a.membership.count(path, lambda n: n.session == a.session()) == 3, "nothing of a's was deleted"
-    assert reads == []
+    assert read == []
 
 
 def test_forgetting_disowned_znodes_ends_by_its_deadline_whatever_zookeeper_does(zk, replica_factory):
@@ -352,7 +371,7 @@ def test_a_standby_lists_a_path_at_most_once_per_interval_under_a_burst(zk, repl
     assert len(listings) <= allowed, f"{len(listings)} listings in {elapsed:.2f} s (at most {allowed:.0f})"
 
 
-def test_a_refresh_never_brings_back_a_znode_that_a_later_listing_saw_go(zk, replica_factory):
+def test_a_refresh_never_brings_back_a_znode_that_a_later_listing_saw_go(zk, replica_factory, monkeypatch):
     """A refresh's listing is older than a listing that the watch sends while the refresh reads
     children: committing it would bring back what the newer one saw deleted."""
     a = replica_factory("a")
@@ -362,17 +381,15 @@ def test_a_refresh_never_brings_back_a_znode_that_a_later_listing_saw_go(zk, rep
     assert a.sync(wanted(2, "web")).applied == 2
     zk.create(f"{path}/vm-1", b'{"name":"web","id":"vm-1","address":"192.168.0.9","port":80}', ephemeral=True)
     eventually(lambda: a.membership.has(path, "vm-1"), 5, "the foreign member, which a refresh reads again")
-    get_async = a.client.get_async
     deleted: list[str] = []
 
-    def deleting_first(p, *args, **kwargs):
+    def deleting_first(p: str) -> None:
         if not deleted:  # meanwhile, someone deletes uid-0, and the watch's listing sees it go
             deleted.append(p)
             zk.delete(f"{path}/uid-0")
             eventually(lambda: not a.membership.has(path, "uid-0"), 5, "the watch's listing")
-        return get_async(p, *args, **kwargs)
 
-    a.client.get_async = deleting_first
+    on_reads(monkeypatch, a.client, deleting_first)
     a.membership.refresh(path)
     assert deleted and not a.membership.has(path, "uid-0")
 
@@ -547,3 +564,33 @@ def test_a_multiread_answers_each_path_in_order(zk, ensemble, root):
     finally:
         chrooted.stop()
         chrooted.close()
+
+
+
+def test_a_mirror_reads_new_children_a_hundred_to_a_request(zk, replica_factory, monkeypatch):
+    """Children new to the mirror (another writer's, or a successor's) are read in multiReads of
+    `VERIFY_BATCH`, by the watch's listings and by a refresh alike, never one request each; what
+    they hold reaches the mirror all the same."""
+    b = replica_factory("b")
+    path = b.path
+    batches: list[int] = []
+    get_many = reads.get_many
+    monkeypatch.setattr(reads, "get_many", lambda c, paths: batches.append(len(paths)) or get_many(c, paths))
+    b.client.get_async = lambda p, *args, **kwargs: pytest.fail(f"a read of {p} alone")
+    data = b'{"name":"web","id":"m","address":"10.0.0.1","port":80}'
+    transaction = zk.transaction()
+    for i in range(250):
+        transaction.create(f"{path}/m-{i}", data, ephemeral=True)
+    transaction.commit()
+    eventually(lambda: len(b.membership.snapshot(path)) == 250, 10, "250 members in the mirror")
+    members = [node.member for node in b.membership.snapshot(path).values()]
+    assert all(member is not None and member.address == "10.0.0.1" for member in members)
+    assert max(batches) <= membership.VERIFY_BATCH and sum(batches) >= 250 and len(batches) < 250
+    other = replica_factory("c")
+    other.membership.owner = OWNER
+    other.client.get_async = lambda p, *args, **kwargs: pytest.fail(f"a read of {p} alone")
+    eventually(lambda: len(other.membership.snapshot(path)) == 250, 10, "250 members in the second mirror")
+    batches.clear()
+    other.membership.refresh(path)  # reads every child: none is ours
+    assert len(other.membership.snapshot(path)) == 250
+    assert batches and max(batches) <= membership.VERIFY_BATCH and sum(batches) == 250
