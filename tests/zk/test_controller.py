@@ -528,3 +528,28 @@ def test_no_version_check_is_sent_ahead_of_a_takeover_s_transactions(zk, setup, 
     assert checks == [], "a check went ahead of the takeover's transactions"
     setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
     assert checks == [False]
+
+
+def test_what_a_takeover_or_a_full_read_built_is_kept_out_of_later_collections(zk, quiet):
+    """The records of a takeover and of a full read live on: they are frozen (gc.freeze) after
+    those turns, so that later full collections do not walk them; an ordinary turn freezes
+    nothing more."""
+    setup = quiet
+    path = setup.registry("web", 3)
+    setup.inventory.synced.set()
+    setup.election.join()
+    gc.unfreeze()
+    try:
+        setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # the takeover
+        assert len(zk.get_children(path)) == 3
+        frozen = gc.get_freeze_count()
+        assert frozen > 0, "the takeover's records were not frozen"
+        gc.unfreeze()
+        setup.inventory.put_pod(pod("web-7", "web", "10.0.0.8"))
+        setup.controller.turn(everything=False, refresh=False, whole=set(), pods=setup.controller._pods)
+        assert len(zk.get_children(path)) == 4
+        assert gc.get_freeze_count() == 0, "an ordinary turn froze"
+        setup.controller.turn(everything=False, refresh=True, whole=set(), pods={})  # a reconnect's
+        assert gc.get_freeze_count() > 0, "a full read's records were not frozen"
+    finally:
+        gc.unfreeze()
