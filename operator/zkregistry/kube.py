@@ -57,6 +57,12 @@ def default_owner_id(core: kubernetes.client.CoreV1Api | None = None) -> str:
     return f"{namespace}-{uid}"
 
 
+def _discard(response) -> None:
+    """Reads an answer that nobody parses to its end, and gives its connection back to the pool."""
+    response.drain_conn()
+    response.release_conn()
+
+
 class Kube:
     def __init__(self, component: str = "zkregistry") -> None:
         client = kubernetes.client.ApiClient()
@@ -66,8 +72,19 @@ class Kube:
         self.host = os.environ.get("POD_NAME") or socket.gethostname()
 
     def patch_status(self, registry: Registry, status: dict) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            api.GROUP, api.VERSION, registry.namespace, api.PLURAL, registry.name, {"status": status}
+        """Writes the status of `registry`. The answer, the whole object with the status just
+        written, is not parsed: nothing reads it, and its JSON was a fifth of the leader's samples
+        in a 10,000-pod burst. Raises ApiException for an answer other than 2xx."""
+        _discard(
+            self.custom.patch_namespaced_custom_object_status(
+                api.GROUP,
+                api.VERSION,
+                registry.namespace,
+                api.PLURAL,
+                registry.name,
+                {"status": status},
+                _preload_content=False,
+            )
         )
 
     def patch_policy_status(self, name: str, status: dict) -> None:

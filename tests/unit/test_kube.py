@@ -55,10 +55,17 @@ def test_resource_version_is_carried_but_not_compared():
 
 
 class FakeResponse:
-    def __init__(self, status: int, body: dict) -> None:
+    def __init__(self, status: int, body: dict | bytes) -> None:
         self.status, self.reason = status, "OK"
-        self.data = json.dumps(body).encode()
+        self.data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = {"content-type": "application/json"}
+        self.released = False
+
+    def drain_conn(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        self.released = True
 
 
 class Sent(list):
@@ -68,6 +75,8 @@ class Sent(list):
         super().__init__()
         self.kube = Kube()
         self.answer = 200  # the status code of every answer
+        self.body: dict | bytes = {}  # the body of every answer
+        self.responses: list[FakeResponse] = []
 
 
 @pytest.fixture
@@ -78,7 +87,8 @@ def sent(monkeypatch) -> Sent:
         requests.append((method, url, dict(headers or {}), body))
         if requests.answer != 200:
             raise ApiException(status=requests.answer, reason="refused")
-        return rest.RESTResponse(FakeResponse(200, {}))
+        requests.responses.append(FakeResponse(200, requests.body))
+        return rest.RESTResponse(requests.responses[-1])
 
     monkeypatch.setattr(requests.kube.custom.api_client.rest_client, "request", request)
     return requests
@@ -105,3 +115,18 @@ def test_other_failures_are_raised(sent, status):
     sent.answer = status
     with pytest.raises(ApiException):
         sent.kube.set_finalizers(registry(), [api.FINALIZER])
+
+
+def test_a_status_patch_sends_a_merge_patch_and_leaves_the_answer_unparsed(sent):
+    sent.body = b"{not json: a parsed answer would raise"
+    sent.kube.patch_status(registry(), {"memberCount": 3})
+    [(method, url, headers, body)] = sent
+    assert method == "PATCH" and url.endswith(f"/namespaces/ns/{api.PLURAL}/web/status")
+    assert headers["Content-Type"] == "application/merge-patch+json" and body == {"status": {"memberCount": 3}}
+    assert sent.responses[0].released, "the connection was not given back to the pool"
+
+
+def test_a_refused_status_patch_is_raised(sent):
+    sent.answer = 403
+    with pytest.raises(ApiException):
+        sent.kube.patch_status(registry(), {"memberCount": 3})
