@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -113,6 +114,7 @@ class Controller:
         self._term = 0  # the election's term this controller last took over in
         self._written_term = 0  # the term whose takeover plans have all been written
         self._poked = False  # a wake-up that came while a turn was running
+        self._frozen = -math.inf  # when `_freeze_long_lived` last ran: at most once per resync period
         self.claims = claims if claims is not None else Claims(client, "/zkregistry/default", timeout=timeout)
         self.service_acl = service_acl
         self.default_prefixes = default_prefixes
@@ -262,7 +264,8 @@ class Controller:
                 self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again
             self.cleared = frozenset()
-        if refresh:
+        if refresh and time.monotonic() - self._frozen >= self.resync_seconds:
+            self._frozen = time.monotonic()
             _freeze_long_lived()
 
     def _begin_sweep(self) -> None:
@@ -661,13 +664,17 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _freeze_long_lived() -> None:
-    """Moves every object the process holds into the cyclic collector's permanent generation
-    (`gc.freeze`), after a turn that read every path or took over: the inventory, the mirror and
-    the encoded registrations it built live until replaced, and each later full collection would
-    walk them all with the interpreter held (150 to 170 CPU us per pod transition at 100,000 pods,
-    `benchmarks.scaling`). Frozen objects are still freed when their last reference goes; only a
-    reference cycle among them would outlive its use, which is why this follows those rare turns
-    (start, reconnect, takeover) alone."""
+    """Moves every live object into the cyclic collector's permanent generation (`gc.freeze`),
+    after a turn that read every path or took over (at most once per resync period): the
+    inventory, the mirror and the encoded registrations it built live until replaced, and each
+    later full collection would walk them all with the interpreter held (150 to 170 CPU us per
+    pod transition at 100,000 pods, `benchmarks.scaling`). Frozen objects are still freed when
+    their last reference goes, but a reference cycle is freed only by a collection: so what was
+    frozen before is given back to the collector and collected first (one full collection), and
+    cycles that died since the last freeze, such as the failed requests of a lost connection,
+    are freed instead of frozen for good."""
+    gc.unfreeze()
+    gc.collect()
     gc.freeze()
 
 
