@@ -209,6 +209,7 @@ class Replica:
 
         for source in SOURCES:  # this harness stands in for kopf and every reflector
             self.inventory.mark_synced(source)
+        self.operator.probe()  # as the controller's thread does first
         self.operator.join()
         self.thread = threading.Thread(target=self.controller.run, args=(self.stop,), name="controller", daemon=True)
         self.thread.start()

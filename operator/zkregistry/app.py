@@ -49,6 +49,8 @@ class Operator:
         self.stop = threading.Event()  # every thread ends when it is set
         self.paused = threading.Event()  # set at the start of a handover: write nothing more
         self.client = zk.client(settings)
+        self._probed: bool | None = None  # whether the ensemble answers multiRead; None: not known
+        self._probing = threading.Event()  # a probe is under way
         acl = zk.acl(settings)
         timeout = settings.session_timeout  # bound of every blocking ZooKeeper call
         self.inventory = Inventory(
@@ -117,6 +119,9 @@ class Operator:
             # A new session has lost its watches, an old one may have missed changes: the
             # controller reads every path again (on its thread; this one must not block).
             self.controller.resync()
+            if self._probed is None and not self._probing.is_set():  # not known yet: ask again
+                self._probing.set()
+                threading.Thread(target=self.probe, name="probe", daemon=True).start()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -126,7 +131,7 @@ class Operator:
         self._spawn("kopf", self._run_kopf)
         for kind in KINDS:  # each thread a kind's, watched by `healthy` as kopf's is
             self._spawn(kind.name, Reflector(self.inventory, kind, self.settings.namespaces).run, self.stop)
-        self._spawn("controller", self.controller.run, self.stop)
+        self._spawn("controller", self._control)
         self._spawn("reporter", self.reporter.run, self.stop)
         self._spawn("election", self._join_when_ready)
         if self.settings.http_port:
@@ -147,11 +152,25 @@ class Operator:
             self.join()
 
     def join(self) -> None:
-        """Join the election, once the mirror knows how it may check our registrations: whether
-        the ensemble answers multiRead, asked on a session of its own (`reads.supported`)."""
-        self.membership.batched = reads.supported(lambda: zk.client(self.settings), self.settings.session_timeout)
         self.election.join()
         log.info("joining the election as %s", self.settings.identity)
+
+    def _control(self) -> None:
+        """The controller's thread: it asks first how the mirror may read, so that its first full
+        read of every path is already batched, then runs the controller's loop."""
+        self._probing.set()
+        self.probe()
+        self.controller.run(self.stop)
+
+    def probe(self) -> None:
+        """Whether the ensemble answers multiRead, asked on a session of its own
+        (`reads.supported`): the mirror batches its reads only then. Without an answer it reads one
+        znode at a time, and the next CONNECTED asks again."""
+        try:
+            self._probed = reads.supported(lambda: zk.client(self.settings), self.settings.session_timeout)
+            self.membership.batched = bool(self._probed)
+        finally:
+            self._probing.clear()
 
     def _run_kopf(self) -> None:
         asyncio.run(

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import EXCEPTIONS, KazooException
+from kazoo.exceptions import EXCEPTIONS, KazooException, UnimplementedError
 from kazoo.protocol.serialization import (
     GetData,
     MultiHeader,
@@ -88,19 +88,25 @@ def get_many(client: KazooClient, paths: Sequence[str]):
     return result
 
 
-def supported(connect: Callable[[], KazooClient], timeout: float) -> bool:
+def supported(connect: Callable[[], KazooClient], timeout: float) -> bool | None:
     """Whether the ensemble answers a multiRead, asked on a session of its own: `connect()` makes
-    a client that is not started, configured as the operator's. False if it cannot tell within
-    `timeout` seconds (then one read per znode, which works everywhere). Blocking."""
-    client = connect()
+    a client that is not started, configured as the operator's. True: it answered; False: it
+    refused (UnimplementedError, a server older than 3.6); None: no answer within `timeout`
+    seconds, so ask again later. Blocking; never raises."""
+    client = None
     try:
+        client = connect()
         client.start(timeout=timeout)
         get_many(client, ["/"]).get(timeout=timeout)  # any answer, NoAuth on "/" included
-        answered = True
-    except Exception as error:  # UnimplementedError from an older server, or no answer at all
-        log.info("ZooKeeper does not answer multiRead (%s): registrations are checked one at a time", error)
-        answered = False
+        answer: bool | None = True
+    except UnimplementedError:
+        log.info("ZooKeeper does not answer multiRead (older than 3.6): znodes are read one at a time")
+        answer = False
+    except Exception as error:  # no answer: not known yet
+        log.info("could not ask ZooKeeper whether it answers multiRead (%s); asking again later", error)
+        answer = None
     finally:
-        client.stop()
-        client.close()
-    return answered
+        if client is not None:
+            client.stop()
+            client.close()
+    return answer

@@ -77,11 +77,12 @@ class OldServer:
         self.answered = threading.Semaphore(0)
         self.version, self.session = version, session
         self.children: list[str] | None = None  # what a listing answers; None: never answered
+        self.refusal: Exception = UnimplementedError()  # what a multiRead gets
         self.reads: list[str] = []
 
     def _call(self, request, result) -> None:
         self.multi_reads.append(list(request.paths))
-        result.set_exception(UnimplementedError())
+        result.set_exception(self.refusal)
 
     def exists_async(self, path: str):
         self.stats.append(path)
@@ -152,12 +153,12 @@ class Probe:
         self.closed = True
 
 
-def test_the_probe_says_yes_only_to_an_answer_and_always_closes_its_session():
+def test_the_probe_tells_yes_no_and_not_known_apart_and_always_closes_its_session():
     for probe, expected in (
         (Probe(), True),
-        (Probe(answer=UnimplementedError()), False),
-        (Probe(answer=ConnectionLoss()), False),
-        (Probe(starts=False), False),
+        (Probe(answer=UnimplementedError()), False),  # an older server: no
+        (Probe(answer=ConnectionLoss()), None),  # no answer: not known, asked again later
+        (Probe(starts=False), None),
     ):
         assert reads.supported(lambda probe=probe: probe, timeout=1.0) is expected
         assert probe.closed
@@ -175,5 +176,22 @@ def test_a_refused_multiread_of_new_children_reads_them_one_at_a_time():
         assert sorted(client.reads) == ["/s/vm-1", "/s/vm-2"]
         assert client.multi_reads == [["/s/vm-1", "/s/vm-2"]] and not mirror.batched
         assert mirror.snapshot("/s")["vm-1"].member.address == "10.9.0.1"
+    finally:
+        client.handler.stop()
+
+
+def test_a_multiread_reply_that_cannot_be_read_makes_a_refresh_read_one_at_a_time():
+    """Found by review: a reply that kazoo could not deserialise (ValueError from `MultiRead`, or
+    kazoo's RuntimeError for an unknown error code) escaped `refresh`, which the controller does
+    not expect: every turn would have failed the same way."""
+    client = OldServer(version=0, session=7)
+    client.refusal = ValueError("unexpected result of type 9 in a multiRead reply")
+    client.children = ["vm-1"]
+    try:
+        mirror = Membership(client, on_change=lambda path, keys: None, owner="me", batched=True)
+        mirror._nodes["/s"], mirror._keys["/s"] = {}, {}  # mirrored, its watch's listing not sent
+        mirror.refresh("/s")
+        assert mirror.has("/s", "vm-1") and client.reads == ["/s/vm-1"]
+        assert client.multi_reads == [["/s/vm-1"]] and not mirror.batched
     finally:
         client.handler.stop()
