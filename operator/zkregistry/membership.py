@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import threading
 import time
 from collections import deque
@@ -223,7 +224,9 @@ class Membership:
     def _read_all(self, path: str, names: list[str]) -> list[reads.Result]:
         """Reads these children of `path`, blocking, each request bounded by `timeout`: one answer
         per name, in order, (data, stat) or the error of that read. `VERIFY_BATCH` to a multiRead
-        if `batched`, else a read each. Raises one of `zk.LOST` if the connection fails."""
+        if `batched` (a refused or unreadable one: a read each from then on), else a read each.
+        Raises one of `zk.LOST` if the connection fails, one of `zk.ERRORS` if a whole multiRead
+        fails otherwise."""
         if self.batched:
             sent = [
                 reads.get_many(self.client, [f"{path}/{name}" for name in names[i : i + VERIFY_BATCH]])
@@ -231,7 +234,9 @@ class Membership:
             ]
             try:
                 return [answer for result in sent for answer in zk.wait(result, self.timeout)]
-            except UnimplementedError:
+            except zk.LOST:
+                raise
+            except (UnimplementedError, ValueError, RuntimeError, struct.error):  # refused, or unreadable
                 self._unbatch()
         answers: list[reads.Result] = []
         for result in [self.client.get_async(f"{path}/{name}") for name in names]:
@@ -268,8 +273,8 @@ class Membership:
             )
 
     def _unbatch(self) -> None:
-        """A server of the ensemble answered a multiRead UnimplementedError (one older than 3.6
-        joined it since `reads.supported` asked): one read per znode from now on."""
+        """A server of the ensemble refused a multiRead (one older than 3.6 joined it since
+        `reads.supported` asked) or answered one unreadably: one read per znode from now on."""
         if self.batched:
             log.warning("a ZooKeeper server does not answer multiRead: znodes are read one at a time from now on")
         self.batched = False
@@ -290,6 +295,7 @@ class Membership:
             return
         except Exception:  # a reply that could not be read: these wait for the next round
             log.exception("a multiRead reply could not be read")
+            self._unbatch()
             return
         if len(answers) != len(checked):
             log.warning("a multiRead of %d znodes was answered %d times", len(checked), len(answers))
@@ -563,8 +569,9 @@ class Membership:
             return self._list(path)
         except zk.ERRORS:  # connection lost: the reconnect refreshes every path
             return
-        except Exception:  # a reply that could not be read: the next listing reads them again
+        except Exception:  # a reply that could not be read: the next listing reads them one at a time
             log.exception("a multiRead reply could not be read")
+            self._unbatch()
             return self._list(path)
         applied, stale = self._apply_reads(path, epoch, list(zip(names, answers, strict=False)))
         if stale or len(answers) != len(names):

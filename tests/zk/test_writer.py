@@ -576,7 +576,9 @@ def test_a_mirror_reads_new_children_a_hundred_to_a_request(zk, replica_factory,
     batches: list[int] = []
     get_many = reads.get_many
     monkeypatch.setattr(reads, "get_many", lambda c, paths: batches.append(len(paths)) or get_many(c, paths))
-    b.client.get_async = lambda p, *args, **kwargs: pytest.fail(f"a read of {p} alone")
+    alone: list[str] = []  # recorded, not failed here: a read's callback runs on kazoo's thread
+    get_async = b.client.get_async
+    b.client.get_async = lambda p, *args, **kwargs: alone.append(p) or get_async(p, *args, **kwargs)
     data = b'{"name":"web","id":"m","address":"10.0.0.1","port":80}'
     transaction = zk.transaction()
     for i in range(250):
@@ -586,9 +588,10 @@ def test_a_mirror_reads_new_children_a_hundred_to_a_request(zk, replica_factory,
     members = [node.member for node in b.membership.snapshot(path).values()]
     assert all(member is not None and member.address == "10.0.0.1" for member in members)
     assert max(batches) <= membership.VERIFY_BATCH and sum(batches) >= 250 and len(batches) < 250
+    assert alone == [], f"{len(alone)} children read one at a time"
     other = replica_factory("c")
     other.membership.owner = OWNER
-    other.client.get_async = lambda p, *args, **kwargs: pytest.fail(f"a read of {p} alone")
+    other.client.get_async = lambda p, *args, **kwargs: pytest.fail(f"a read of {p} alone")  # refresh: this thread
     eventually(lambda: len(other.membership.snapshot(path)) == 250, 10, "250 members in the second mirror")
     batches.clear()
     other.membership.refresh(path)  # reads every child: none is ours
