@@ -115,6 +115,7 @@ class Controller:
         self._written_term = 0  # the term whose takeover plans have all been written
         self._poked = False  # a wake-up that came while a turn was running
         self._frozen = -math.inf  # when `_freeze_long_lived` last ran: at most once per resync period
+        self._freeze_due = False  # a full read or a takeover has built what is to be frozen
         self.claims = claims if claims is not None else Claims(client, "/zkregistry/default", timeout=timeout)
         self.service_acl = service_acl
         self.default_prefixes = default_prefixes
@@ -264,8 +265,10 @@ class Controller:
                 self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again
             self.cleared = frozenset()
-        if refresh and time.monotonic() - self._frozen >= self.resync_seconds:
-            self._frozen = time.monotonic()
+        if refresh:  # what this turn read or built lives on: frozen at a later, lighter turn
+            self._freeze_due = True
+        elif self._freeze_due and time.monotonic() - self._frozen >= self.resync_seconds:
+            self._freeze_due, self._frozen = False, time.monotonic()
             _freeze_long_lived()
 
     def _begin_sweep(self) -> None:
@@ -665,7 +668,9 @@ def _collector_paused() -> Iterator[None]:
 
 def _freeze_long_lived() -> None:
     """Moves every live object into the cyclic collector's permanent generation (`gc.freeze`),
-    after a turn that read every path or took over (at most once per resync period): the
+    after a turn that read every path or took over, at the first turn after it that does neither,
+    so that the collection below never delays a takeover's writes (and at most once per resync
+    period, since a flapping connection reads every path again and again): the
     inventory, the mirror and the encoded registrations it built live until replaced, and each
     later full collection would walk them all with the interpreter held (150 to 170 CPU us per
     pod transition at 100,000 pods, `benchmarks.scaling`). Frozen objects are still freed when

@@ -531,9 +531,10 @@ def test_no_version_check_is_sent_ahead_of_a_takeover_s_transactions(zk, setup, 
 
 
 def test_what_a_takeover_or_a_full_read_built_is_kept_out_of_later_collections(zk, quiet):
-    """The records of a takeover and of a full read live on: they are frozen (gc.freeze) after
-    those turns, at most once per resync period (a flapping connection reconnects often), so that
-    later full collections do not walk them; an ordinary turn freezes nothing more."""
+    """The records of a takeover and of a full read live on: they are frozen (gc.freeze) at the
+    turn after those, never in the takeover's own (the collection before a freeze would delay its
+    writes), and at most once per resync period (a flapping connection reconnects often), owed
+    until then; an ordinary turn freezes nothing more."""
     setup = quiet
     path = setup.registry("web", 3)
     setup.inventory.synced.set()
@@ -542,17 +543,19 @@ def test_what_a_takeover_or_a_full_read_built_is_kept_out_of_later_collections(z
     try:
         setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})  # the takeover
         assert len(zk.get_children(path)) == 3
-        frozen = gc.get_freeze_count()
-        assert frozen > 0, "the takeover's records were not frozen"
-        gc.unfreeze()
+        assert gc.get_freeze_count() == 0, "froze in the takeover's turn, delaying its writes"
         setup.inventory.put_pod(pod("web-7", "web", "10.0.0.8"))
         setup.controller.turn(everything=False, refresh=False, whole=set(), pods=setup.controller._pods)
         assert len(zk.get_children(path)) == 4
+        assert gc.get_freeze_count() > 0, "the takeover's records were not frozen at the next turn"
+        gc.unfreeze()
+        setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
         assert gc.get_freeze_count() == 0, "an ordinary turn froze"
         setup.controller.turn(everything=False, refresh=True, whole=set(), pods={})  # a reconnect's
+        setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
         assert gc.get_freeze_count() == 0, "froze twice within a resync period"
-        setup.controller.resync_seconds = 0.0  # the period has passed
-        setup.controller.turn(everything=False, refresh=True, whole=set(), pods={})
+        setup.controller.resync_seconds = 0.0  # the period has passed: the freeze owed comes now
+        setup.controller.turn(everything=False, refresh=False, whole=set(), pods={})
         assert gc.get_freeze_count() > 0, "a full read's records were not frozen"
     finally:
         gc.unfreeze()
