@@ -51,6 +51,7 @@ class Operator:
         self.client = zk.client(settings)
         self._probed: bool | None = None  # whether the ensemble answers multiRead; None: not known
         self._probing = threading.Event()  # a probe is under way
+        self._probe_again = False  # a CONNECTED came while a probe was under way
         acl = zk.acl(settings)
         timeout = settings.session_timeout  # bound of every blocking ZooKeeper call
         self.inventory = Inventory(
@@ -119,13 +120,19 @@ class Operator:
             # A new session has lost its watches, an old one may have missed changes: the
             # controller reads every path again (on its thread; this one must not block).
             self.controller.resync()
-            if self._probed is None and not self._probing.is_set():  # not known yet: ask again
-                self._probing.set()
-                threading.Thread(target=self.probe, name="probe", daemon=True).start()
+            if self._probed is None:  # not known yet: ask again (once more, if a probe runs now)
+                self._probe_again = True
+                if not self._probing.is_set():
+                    self._probing.set()
+                    try:
+                        threading.Thread(target=self.probe, name="probe", daemon=True).start()
+                    except RuntimeError:  # no thread to be had: the next CONNECTED tries again
+                        self._probing.clear()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._probing.set()  # the controller's thread probes first: no second probe meanwhile
         self.client.add_listener(self._connection_changed)
         self.client.start_async()
         self._spawn("kopf", self._run_kopf)
@@ -158,8 +165,11 @@ class Operator:
     def _control(self) -> None:
         """The controller's thread: it asks first how the mirror may read, so that its first full
         read of every path is already batched, then runs the controller's loop."""
-        self._probing.set()
-        self.probe()
+        try:
+            self.probe()
+        except Exception:  # the loop must run whatever the probe did: it reads one at a time then
+            log.exception("asking ZooKeeper whether it answers multiRead failed")
+        self.controller.last_turn = time.monotonic()  # the probe's wait is no stalled loop
         self.controller.run(self.stop)
 
     def probe(self) -> None:
@@ -167,8 +177,12 @@ class Operator:
         (`reads.supported`): the mirror batches its reads only then. Without an answer it reads one
         znode at a time, and the next CONNECTED asks again."""
         try:
-            self._probed = reads.supported(lambda: zk.client(self.settings), self.settings.session_timeout)
-            self.membership.batched = bool(self._probed)
+            while True:
+                self._probe_again = False
+                self._probed = reads.supported(lambda: zk.client(self.settings), self.settings.session_timeout)
+                self.membership.allow_batches(bool(self._probed))
+                if self._probed is not None or not self._probe_again or self.stop.is_set():
+                    break  # asked again only if a CONNECTED came while this probe found no answer
         finally:
             self._probing.clear()
 

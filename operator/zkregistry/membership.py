@@ -100,6 +100,7 @@ class Membership:
         self._reading = True  # read new children (False once handing over: see `names_only`)
         self._sweep: list[tuple[str, Node]] = []  # registrations of ours that `verify` has yet to check
         self.batched = batched  # `verify` reads in multiReads (False: one stat per znode)
+        self._refused = False  # a multiRead was refused: `batched` stays False
         self._unswept: list[str] = []  # paths whose registrations `verify` has yet to take
         self._held: dict[str, bool] = {}  # path under a write of ours -> a listing waits for it
         self._listed: dict[str, float] = {}  # path -> when its last listing was sent
@@ -272,12 +273,17 @@ class Membership:
                 lambda result, some=some: self._on_batch(some, result)
             )
 
+    def allow_batches(self, answered: bool) -> None:
+        """What `reads.supported` found: multiReads from now on if the ensemble answered one, unless
+        a server of it has refused one already (`_unbatch`), which no later probe overrides."""
+        self.batched = answered and not self._refused
+
     def _unbatch(self) -> None:
         """A server of the ensemble refused a multiRead (one older than 3.6 joined it since
         `reads.supported` asked) or answered one unreadably: one read per znode from now on."""
         if self.batched:
             log.warning("a ZooKeeper server does not answer multiRead: znodes are read one at a time from now on")
-        self.batched = False
+        self.batched, self._refused = False, True
 
     def _stat_each(self, batch: list[tuple[str, Node]]) -> None:
         for path, node in batch:

@@ -123,6 +123,8 @@ def test_a_refused_multiread_makes_every_registration_be_checked_by_a_stat_of_it
             assert client.answered.acquire(timeout=5)
         assert client.multi_reads == [[f"/s/{c.name}" for c in creates[-3:]]]
         assert sorted(client.stats) == sorted(f"/s/{c.name}" for c in creates)
+        mirror.allow_batches(True)  # a later probe, answered by a newer server of the ensemble
+        assert not mirror.batched, "a probe turned batches on again after a server refused one"
     finally:
         client.handler.stop()
 
