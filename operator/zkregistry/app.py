@@ -159,6 +159,7 @@ class Operator:
             self.join()
 
     def join(self) -> None:
+        """Enter the election: the inventory is complete (`_join_when_ready`)."""
         self.election.join()
         log.info("joining the election as %s", self.settings.identity)
 
