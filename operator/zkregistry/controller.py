@@ -253,19 +253,20 @@ class Controller:
             self._prepare(path)
         if self.client.connected:
             self._refresh_paths(self.membership.paths() if refresh else sweep)
+        built = refresh  # this turn read every path, or took over: what it built lives on
         if leading:
             if self._written_term == self._term:  # never ahead of a takeover's transactions
                 # Nobody rewrote ours by hand: a round of checks each resync, a few each turn.
                 self.membership.verify(VERIFY_PER_TURN, start=refresh or swept)
             if self._written_term != self._term:  # a takeover: no collection while it writes
+                built = True
                 with _collector_paused():
                     self._reconcile(whole, pods)
-                refresh = True  # what it built lives on, as a full read's does
             else:
                 self._reconcile(whole, pods)
         else:  # another replica may write meanwhile: decided afresh once leading again
             self.cleared = frozenset()
-        if refresh:  # what this turn read or built lives on: frozen at a later, lighter turn
+        if built:  # frozen at a later, lighter turn
             self._freeze_due = True
         elif self._freeze_due and time.monotonic() - self._frozen >= self.resync_seconds:
             self._freeze_due, self._frozen = False, time.monotonic()

@@ -69,7 +69,7 @@ LIST_SECONDS_PER_CHILD = 0.00025
 LIST_AFTER_WRITE = 1.0
 #: znodes read in one multiRead (`verify`, and the children new to the mirror): one request and
 #: one reply for a hundred.
-VERIFY_BATCH = 100
+READ_BATCH = 100
 
 
 class Membership:
@@ -224,14 +224,14 @@ class Membership:
 
     def _read_all(self, path: str, names: list[str]) -> list[reads.Result]:
         """Reads these children of `path`, blocking, each request bounded by `timeout`: one answer
-        per name, in order, (data, stat) or the error of that read. `VERIFY_BATCH` to a multiRead
+        per name, in order, (data, stat) or the error of that read. `READ_BATCH` to a multiRead
         if `batched` (a refused or unreadable one: a read each from then on), else a read each.
         Raises one of `zk.LOST` if the connection fails, one of `zk.ERRORS` if a whole multiRead
         fails otherwise."""
         if self.batched:
             sent = [
-                reads.get_many(self.client, [f"{path}/{name}" for name in names[i : i + VERIFY_BATCH]])
-                for i in range(0, len(names), VERIFY_BATCH)
+                reads.get_many(self.client, [f"{path}/{name}" for name in names[i : i + READ_BATCH]])
+                for i in range(0, len(names), READ_BATCH)
             ]
             try:
                 return [answer for result in sent for answer in zk.wait(result, self.timeout)]
@@ -252,7 +252,7 @@ class Membership:
     def verify(self, limit: int, start: bool = False) -> None:
         """Check that nobody rewrote our registrations by hand, `limit` of them per call, in rounds
         over every path (`start` begins one, unless one is under way): fetch each (without
-        blocking, `VERIFY_BATCH` to a multiRead if `batched`, else a stat each) and read again one
+        blocking, `READ_BATCH` to a multiRead if `batched`, else a stat each) and read again one
         whose version or owner is not the mirror's, which is then reported (`on_change`). A few
         per call, so that the reads never queue thousands deep ahead of our transactions
         (ZooKeeper answers a session in order)."""
@@ -267,8 +267,8 @@ class Membership:
             batch = [(path, node) for path, node in batch if self._nodes.get(path, {}).get(node.name) is node]
         if not self.batched:
             return self._stat_each(batch)
-        for i in range(0, len(batch), VERIFY_BATCH):
-            some = batch[i : i + VERIFY_BATCH]
+        for i in range(0, len(batch), READ_BATCH):
+            some = batch[i : i + READ_BATCH]
             reads.get_many(self.client, [f"{path}/{node.name}" for path, node in some]).rawlink(
                 lambda result, some=some: self._on_batch(some, result)
             )
@@ -539,8 +539,8 @@ class Membership:
             return self._list(path)
         if self.batched:
             new = sorted(new)
-            for i in range(0, len(new), VERIFY_BATCH):
-                some = new[i : i + VERIFY_BATCH]
+            for i in range(0, len(new), READ_BATCH):
+                some = new[i : i + READ_BATCH]
                 reads.get_many(self.client, [f"{path}/{name}" for name in some]).rawlink(
                     lambda result, some=some: self._on_reads(path, some, epoch_now, result)
                 )

@@ -499,7 +499,7 @@ def test_a_round_of_version_checks_covers_every_path_once_a_few_at_a_time(zk, re
     for replica in replicas[1:]:  # one mirror of the three paths, as a leader's is
         mirror.watch(replica.path)
         mirror.refresh(replica.path)
-    monkeypatch.setattr(membership, "VERIFY_BATCH", 2)
+    monkeypatch.setattr(membership, "READ_BATCH", 2)
     read: list[list[str]] = []
     get_many = reads.get_many
     monkeypatch.setattr(reads, "get_many", lambda client, paths: read.append(list(paths)) or get_many(client, paths))
@@ -569,7 +569,7 @@ def test_a_multiread_answers_each_path_in_order(zk, ensemble, root):
 
 def test_a_mirror_reads_new_children_a_hundred_to_a_request(zk, replica_factory, monkeypatch):
     """Children new to the mirror (another writer's, or a successor's) are read in multiReads of
-    `VERIFY_BATCH`, by the watch's listings and by a refresh alike, never one request each; what
+    `READ_BATCH`, by the watch's listings and by a refresh alike, never one request each; what
     they hold reaches the mirror all the same."""
     b = replica_factory("b")
     path = b.path
@@ -587,7 +587,7 @@ def test_a_mirror_reads_new_children_a_hundred_to_a_request(zk, replica_factory,
     eventually(lambda: len(b.membership.snapshot(path)) == 250, 10, "250 members in the mirror")
     members = [node.member for node in b.membership.snapshot(path).values()]
     assert all(member is not None and member.address == "10.0.0.1" for member in members)
-    assert max(batches) <= membership.VERIFY_BATCH and sum(batches) >= 250 and len(batches) < 250
+    assert max(batches) <= membership.READ_BATCH and sum(batches) >= 250 and len(batches) < 250
     assert alone == [], f"{len(alone)} children read one at a time"
     other = replica_factory("c")
     other.membership.owner = OWNER
@@ -597,4 +597,4 @@ def test_a_mirror_reads_new_children_a_hundred_to_a_request(zk, replica_factory,
     batches.clear()
     other.membership.refresh(path)  # reads every child: none is ours
     assert len(other.membership.snapshot(path)) == 250 and alone == []
-    assert batches and max(batches) <= membership.VERIFY_BATCH and sum(batches) == 250
+    assert batches and max(batches) <= membership.READ_BATCH and sum(batches) == 250
